@@ -1,0 +1,108 @@
+"""The default model: a repeat-aware fusion of history, trends and collaborative signals.
+
+Purchase data is dominated by repeat purchases, so a customer's own history (how often, how
+recently) is the strongest single signal; what is selling right now and what similar customers buy
+decide the rest. Each (customer, item) pair gets a few features and the score is a linear
+combination whose weights the trainer fits on a validation window cut from the training period
+(in the spirit of TIFU-KNN, Hu et al. 2020, with learned instead of hand-set weights).
+
+The features are computed here, once, for both fitting and serving, so the two cannot drift.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from engine.matrix import SECONDS_PER_DAY, PurchaseHistory
+from engine.models.collaborative import FactorScorer, ItemKnnScorer
+
+FEATURES: tuple[str, ...] = (
+    "log_count",  # log(1 + purchase lines) of this item by this customer
+    "bought",  # 1 if the customer ever bought the item
+    "recency",  # 2^(-days since the customer last bought it / 30); 0 if never
+    "log_popularity",  # log(1 + distinct customers) over the whole history
+    "log_trending",  # log(1 + distinct customers) over the recent trend window
+    "factor_score",  # latent-factor dot product
+    "knn_score",  # item-kNN score, scaled to [0, 1] per customer
+)
+RECENCY_HALF_LIFE_DAYS = 30.0
+
+
+class RepeatAwareScorer:
+    """Linear fusion of :data:`FEATURES` with fitted weights."""
+
+    def __init__(
+        self,
+        history: PurchaseHistory,
+        popularity: np.ndarray,
+        trending: np.ndarray,
+        factors: FactorScorer,
+        knn: ItemKnnScorer,
+        weights: Mapping[str, float] | None = None,
+    ) -> None:
+        self.history = history
+        self.popularity = np.asarray(popularity, np.float32)
+        self.trending = np.asarray(trending, np.float32)
+        self.factors = factors
+        self.knn = knn
+        self._item_features = np.log1p(np.stack([self.popularity, self.trending]))
+        self.weights = dict(weights or {})
+        unknown = set(self.weights) - set(FEATURES)
+        if unknown:
+            raise ValueError(f"unknown fusion feature(s): {sorted(unknown)}")
+        w = np.array([self.weights.get(f, 0.0) for f in FEATURES], dtype=np.float32)
+        self._w = w
+        # Item-only features do not depend on the user: fold them into one prior at load time.
+        self._item_prior = (w[3:5] @ self._item_features).astype(np.float32)
+
+    @property
+    def n_items(self) -> int:
+        return self.factors.n_items
+
+    def with_weights(self, weights: Mapping[str, float]) -> RepeatAwareScorer:
+        """The same signals under other weights (the trainer's last step)."""
+        return RepeatAwareScorer(
+            self.history, self.popularity, self.trending, self.factors, self.knn, weights
+        )
+
+    def features(self, users: np.ndarray, as_of: int) -> np.ndarray:
+        """(len(users), n_items, len(FEATURES)) float32 feature block."""
+        n = len(users)
+        out = np.zeros((n, self.n_items, len(FEATURES)), dtype=np.float32)
+        rows, cols, log_count, recency = self._history_entries(users, as_of)
+        out[rows, cols, 0] = log_count
+        out[rows, cols, 1] = 1.0
+        out[rows, cols, 2] = recency
+        out[:, :, 3:5] = self._item_features.T[None, :, :]
+        out[:, :, 5] = self.factors.score(users, as_of)
+        out[:, :, 6] = self._knn_scaled(users, as_of)
+        return out
+
+    def score(self, users: np.ndarray, as_of: int) -> np.ndarray:
+        w = self._w
+        scores = self.factors.score(users, as_of)
+        scores *= w[5]
+        scores += self._item_prior
+        if w[6]:
+            scores += w[6] * self._knn_scaled(users, as_of)
+        rows, cols, log_count, recency = self._history_entries(users, as_of)
+        scores[rows, cols] += w[0] * log_count + w[1] + w[2] * recency
+        return scores
+
+    def _history_entries(
+        self, users: np.ndarray, as_of: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        counts = self.history.counts[users]
+        last = self.history.last_time[users]
+        rows = np.repeat(np.arange(len(users)), np.diff(counts.indptr))
+        age_days = np.maximum(as_of - last.data, 0.0) / SECONDS_PER_DAY
+        recency = np.exp2(-age_days / RECENCY_HALF_LIFE_DAYS).astype(np.float32)
+        return rows, counts.indices, np.log1p(counts.data), recency
+
+    def _knn_scaled(self, users: np.ndarray, as_of: int) -> np.ndarray:
+        knn = self.knn.score(users, as_of)
+        top = knn.max(axis=1, keepdims=True)
+        np.divide(knn, top, out=knn, where=top > 0)
+        return knn

@@ -1,0 +1,88 @@
+"""Learn the repeat-aware model's weights on a validation window from the training period only.
+
+The window is the last ``validation_days`` before the moment of training: signals are fitted on
+what came before it, and a logistic regression learns which (customer, item) features predict the
+purchases inside it. The test period never takes part, so evaluation stays honest.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.linear_model import LogisticRegression
+
+from engine.matrix import SECONDS_PER_DAY, Interactions
+from engine.models import FEATURES, RepeatAwareScorer
+from training.fit import Signals, fit_signals
+from training.params import ModelParams
+
+_USER_BLOCK = 256  # bounds the dense feature block at 256 x n_items x len(FEATURES) floats
+
+
+def fit_repeat_aware(
+    events: Interactions,
+    params: ModelParams,
+    *,
+    as_of: int,
+    threads: int = 0,
+    progress: bool = False,
+) -> tuple[Signals, dict[str, float]]:
+    """Fit signals on all ``events`` and fusion weights on their final validation window."""
+    start = as_of - params.fusion.validation_days * SECONDS_PER_DAY
+    earlier = events.before(start)
+    window = events.between(start, as_of)
+    users = np.intersect1d(earlier.active_users(), window.active_users())
+    if len(users) == 0:
+        raise ValueError(
+            f"no customer bought both before and within the last {params.fusion.validation_days} "
+            "days of the training data: the log is too short to fit the repeat-aware weights"
+        )
+    validation = fit_signals(earlier, params, as_of=start, threads=threads, progress=progress)
+    weights = fit_weights(
+        validation.scorer(), users, _bought(window), as_of=start, params=params
+    )
+    return fit_signals(events, params, as_of=as_of, threads=threads, progress=progress), weights
+
+
+def fit_weights(
+    scorer: RepeatAwareScorer,
+    users: np.ndarray,
+    bought: sp.csr_matrix,
+    *,
+    as_of: int,
+    params: ModelParams,
+) -> dict[str, float]:
+    """Logistic regression of 'bought in the window' on the features of sampled pairs.
+
+    Every purchased pair is kept and the others are sampled uniformly. The sampling must not
+    depend on any feature (keeping all history items, say, would bias the weight of ``bought``
+    by the log of the sampling rate); uniform sampling of negatives moves only the intercept.
+    Weights are returned on the raw feature scale, ready for :class:`RepeatAwareScorer`.
+    """
+    rng = np.random.default_rng(params.seed)
+    xs: list[np.ndarray] = []
+    ys: list[np.ndarray] = []
+    n_items = scorer.n_items
+    for block in np.array_split(users, max(1, len(users) // _USER_BLOCK)):
+        feats = scorer.features(block, as_of)
+        target = bought[block].toarray() > 0
+        sampled = rng.random((len(block), n_items)) < params.fusion.negatives_per_user / n_items
+        keep = target | sampled
+        xs.append(feats[keep])
+        ys.append(target[keep])
+    x = np.concatenate(xs)
+    y = np.concatenate(ys)
+    if y.all() or not y.any():
+        raise ValueError("the validation window has no contrast between bought and not bought")
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    scale[scale == 0] = 1.0
+    model = LogisticRegression(max_iter=1000).fit((x - mean) / scale, y)
+    coef = model.coef_.ravel() / scale
+    return {name: float(c) for name, c in zip(FEATURES, coef, strict=True)}
+
+
+def _bought(events: Interactions) -> sp.csr_matrix:
+    shape = (len(events.users), len(events.items))
+    return sp.csr_matrix(
+        (np.ones(len(events), dtype=np.float32), (events.user, events.item)), shape=shape
+    )

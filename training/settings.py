@@ -1,0 +1,20 @@
+"""Deployment settings for the trainer, read from ``PERSONALIZE_*`` variables and CLI flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class TrainerSettings(BaseSettings):
+    """Where models go and how the trainer behaves; built by the CLI, never at import time."""
+
+    model_config = SettingsConfigDict(env_prefix="PERSONALIZE_", extra="ignore")
+
+    models_dir: Path = Field(Path("models"), description="root of versioned model directories")
+    holdout_days: int = Field(30, ge=1, description="days at the end of the log held out to test")
+    k: int = Field(10, ge=1, le=1000, description="list length the metrics are computed at")
+    threads: int = Field(0, ge=0, description="threads for fitting; 0 uses every core")
+    quiet: bool = Field(False, description="no progress output")
