@@ -24,7 +24,8 @@ def item_metadata(table: pa.Table, items: Vocabulary) -> dict[str, np.ndarray]:
 
     Arrays are in item-index order; an item the log says nothing about gets "" or NaN.
     """
-    grouped = table.group_by("item").aggregate(
+    # "last" is an ordered aggregation, which Arrow only runs single-threaded.
+    grouped = table.group_by("item", use_threads=False).aggregate(
         [("description", "last"), ("category", "last"), ("price", "approximate_median")]
     )
     index = items.indices(grouped["item"].to_pylist())

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from implicit.cpu.bpr import BayesianPersonalizedRanking
 from implicit.cpu.als import AlternatingLeastSquares
+from implicit.cpu.bpr import BayesianPersonalizedRanking
 from implicit.nearest_neighbours import ItemItemRecommender, bm25_weight, normalize
 from threadpoolctl import threadpool_limits
 
@@ -16,7 +16,6 @@ from engine.matrix import (
     InteractionMatrix,
     Interactions,
     PurchaseHistory,
-    Weighting,
 )
 from engine.models import FactorScorer, ItemKnnScorer, RepeatAwareScorer
 from training.params import FactorParams, KnnParams, ModelParams
@@ -55,7 +54,9 @@ def fit_signals(
         PurchaseHistory.from_interactions(events.between(trend_start, as_of)).counts
     )
     matrix = InteractionMatrix.from_interactions(events, params.factors.weighting, as_of=as_of)
-    factors = fit_factors(matrix, params.factors, seed=params.seed, threads=threads, progress=progress)
+    factors = fit_factors(
+        matrix, params.factors, seed=params.seed, threads=threads, progress=progress
+    )
     knn = fit_item_knn(
         InteractionMatrix(events.users, events.items, history.counts), params.knn, threads=threads
     )
@@ -99,7 +100,9 @@ def fit_factors(
     )
 
 
-def fit_item_knn(matrix: InteractionMatrix, params: KnnParams, *, threads: int = 0) -> ItemKnnScorer:
+def fit_item_knn(
+    matrix: InteractionMatrix, params: KnnParams, *, threads: int = 0
+) -> ItemKnnScorer:
     """Item-item similarities (top ``neighbours`` per item) with implicit."""
     counts = matrix.user_items
     # The same weighting implicit's BM25/Cosine recommenders apply, done here so the kernel gets

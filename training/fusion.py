@@ -38,9 +38,7 @@ def fit_repeat_aware(
             "days of the training data: the log is too short to fit the repeat-aware weights"
         )
     validation = fit_signals(earlier, params, as_of=start, threads=threads, progress=progress)
-    weights = fit_weights(
-        validation.scorer(), users, _bought(window), as_of=start, params=params
-    )
+    weights = fit_weights(validation.scorer(), users, _bought(window), as_of=start, params=params)
     return fit_signals(events, params, as_of=as_of, threads=threads, progress=progress), weights
 
 

@@ -47,7 +47,7 @@ def ranking_metrics(top: np.ndarray, truth: sp.csr_matrix, n_items: int) -> dict
 
 def _hits(top: np.ndarray, truth: sp.csr_matrix) -> np.ndarray:
     """(n_users, k) 0/1: whether each recommended item is in that user's truth row."""
-    n_users, k = top.shape
+    n_users = top.shape[0]
     rows = np.repeat(np.arange(n_users), np.diff(truth.indptr))
     relevant_keys = np.sort(rows.astype(np.int64) * truth.shape[1] + truth.indices)
     keys = np.arange(n_users, dtype=np.int64)[:, None] * truth.shape[1] + top

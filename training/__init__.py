@@ -1,0 +1,1 @@
+"""Offline trainer: turns purchase logs into recommendation models."""

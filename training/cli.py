@@ -1,0 +1,312 @@
+"""``personalize``: the command line of the engine (train, evaluate, inspect models).
+
+Every failure a user can cause (a bad log, a damaged artifact, an impossible split, a bad flag)
+ends in one line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from engine.artifacts import ArtifactError, current_version, list_versions, publish
+from engine.matrix import Weighting
+from engine.model import load_model
+from training.dataset import interactions_from_table
+from training.evaluate import evaluate, format_table
+from training.logs import PRESETS, LogError, PurchaseLog, read_purchase_log, resolve_format
+from training.params import FactorParams, FusionParams, KnnParams, ModelParams
+from training.pipeline import train_model
+from training.settings import TrainerSettings
+
+EXIT_USAGE = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = _settings(args)
+        return int(args.handler(args, settings))
+    except (LogError, ArtifactError, ValueError) as exc:
+        message = _one_line(exc)
+    except KeyboardInterrupt:
+        message = "interrupted"
+    print(f"personalize: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="personalize",
+        description="Real-time personalization engine: train, evaluate and inspect models.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = sub.add_parser(
+        "train",
+        help="train on a purchase log and write a versioned model",
+        description="Clean a purchase log, evaluate the default repeat-aware model against the "
+        "baselines on a time-ordered hold-out, refit on the whole log, and write a versioned "
+        "artifact under --models (published as 'current' unless --no-publish).",
+    )
+    _log_args(train)
+    _model_args(train)
+    _run_args(train)
+    train.add_argument(
+        "--out",
+        "--models",
+        dest="models_dir",
+        type=Path,
+        help="models directory (env PERSONALIZE_MODELS_DIR; default ./models)",
+    )
+    train.add_argument("--no-evaluate", action="store_true", help="skip the hold-out evaluation")
+    train.add_argument(
+        "--no-publish",
+        action="store_true",
+        help="write the version but leave 'current' where it is",
+    )
+    train.set_defaults(handler=_train)
+
+    ev = sub.add_parser(
+        "evaluate",
+        help="compare the default model with the baselines on a hold-out",
+        description="Hold out the last --holdout-days of the log, fit on the rest, and print "
+        "precision, recall, MAP, NDCG, hit rate and coverage at k for all items and for new "
+        "items only, for the default model and each baseline.",
+    )
+    _log_args(ev)
+    _model_args(ev)
+    _run_args(ev)
+    ev.add_argument(
+        "--json",
+        action="store_true",
+        help='print one JSON object {"model", "baselines", "data"} instead of tables',
+    )
+    ev.set_defaults(handler=_evaluate)
+
+    models = sub.add_parser(
+        "models",
+        help="list model versions and the current one",
+        description="List the versions under a models directory.",
+    )
+    models.add_argument("--models", dest="models_dir", type=Path, help="models directory")
+    models.set_defaults(handler=_models)
+
+    pub = sub.add_parser(
+        "publish",
+        help="make a version current (atomic pointer flip)",
+        description="Validate a version and point 'current' at it.",
+    )
+    pub.add_argument("version", help="version directory name, as listed by 'personalize models'")
+    pub.add_argument("--models", dest="models_dir", type=Path, help="models directory")
+    pub.set_defaults(handler=_publish)
+
+    rec = sub.add_parser(
+        "recommend",
+        help="print recommendations for a customer",
+        description="Load a model (validating it) and print a customer's top k.",
+    )
+    rec.add_argument(
+        "--models", dest="models_dir", type=Path, help="models directory or a version directory"
+    )
+    rec.add_argument("--customer", help="customer id; omit for an anonymous visitor")
+    rec.add_argument("-k", type=int, default=10, help="how many items (default 10)")
+    rec.add_argument(
+        "--exclude-bought", action="store_true", help="only items the customer never bought"
+    )
+    rec.set_defaults(handler=_recommend)
+    return parser
+
+
+def _log_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("purchase log")
+    g.add_argument("--log", required=True, type=Path, help="CSV (plain or .gz) or Parquet file")
+    g.add_argument(
+        "--format",
+        default="generic",
+        choices=sorted(PRESETS),
+        help="column preset (default generic: user_id,item_id,timestamp,...)",
+    )
+    for col in ("user", "item", "time", "quantity", "price", "basket"):
+        g.add_argument(f"--{col}-col", help=f"name of the {col} column (overrides the preset)")
+    g.add_argument(
+        "--time-format", help="'unix' for epoch seconds, or a strptime format; default ISO 8601"
+    )
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--factor-model", choices=["als", "bpr"], help="latent-factor algorithm")
+    g.add_argument("--factors", type=int, help="latent dimensions (default 64)")
+    g.add_argument("--iterations", type=int, help="ALS sweeps or BPR epochs (default 15)")
+    g.add_argument("--regularization", type=float, help="L2 penalty (default 0.05)")
+    g.add_argument(
+        "--weighting",
+        choices=[w.value for w in Weighting],
+        help="confidence weighting for the factor model (default bm25)",
+    )
+    g.add_argument("--knn", choices=["bm25", "cosine"], help="item-kNN similarity (default bm25)")
+    g.add_argument("--neighbours", type=int, help="neighbours per item (default 100)")
+    g.add_argument("--seed", type=int, help="random seed (default 0)")
+
+
+def _run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--holdout-days",
+        type=int,
+        help="days at the end of the log held out (env PERSONALIZE_HOLDOUT_DAYS; 30)",
+    )
+    p.add_argument("-k", "--k", dest="k", type=int, help="metrics at k (default 10)")
+    p.add_argument("--threads", type=int, help="fitting threads, 0 = all cores (default 0)")
+    p.add_argument("--quiet", action="store_true", default=None, help="no progress output")
+
+
+def _settings(args: argparse.Namespace) -> TrainerSettings:
+    fields = ("models_dir", "holdout_days", "k", "threads", "quiet")
+    given = {f: getattr(args, f) for f in fields if getattr(args, f, None) is not None}
+    try:
+        return TrainerSettings(**given)
+    except ValidationError as exc:
+        raise ValueError(_validation_message(exc)) from None
+
+
+def _params(args: argparse.Namespace) -> ModelParams:
+    def pick(**names: str) -> dict[str, Any]:
+        return {
+            key: getattr(args, attr)
+            for key, attr in names.items()
+            if getattr(args, attr) is not None
+        }
+
+    try:
+        return ModelParams(
+            factors=FactorParams(
+                **pick(
+                    algorithm="factor_model",
+                    factors="factors",
+                    iterations="iterations",
+                    regularization="regularization",
+                    weighting="weighting",
+                )
+            ),
+            knn=KnnParams(**pick(similarity="knn", neighbours="neighbours")),
+            fusion=FusionParams(),
+            **pick(seed="seed"),
+        )
+    except ValidationError as exc:
+        raise ValueError(_validation_message(exc)) from None
+
+
+def _read(args: argparse.Namespace, settings: TrainerSettings) -> PurchaseLog:
+    fmt = resolve_format(
+        args.format,
+        user_col=args.user_col, item_col=args.item_col, time_col=args.time_col,
+        quantity_col=args.quantity_col, price_col=args.price_col, basket_col=args.basket_col,
+        time_format=args.time_format,
+    )  # fmt: skip
+    clock = time.perf_counter()
+    log = read_purchase_log(args.log, fmt, progress=not settings.quiet)
+    _say(settings, f"read {args.log} in {time.perf_counter() - clock:.2f}s")
+    return log
+
+
+def _train(args: argparse.Namespace, settings: TrainerSettings) -> int:
+    params = _params(args)
+    log = _read(args, settings)
+    _say(settings, log.report.format_table())
+    result = train_model(
+        log,
+        params,
+        models_dir=settings.models_dir,
+        holdout_days=settings.holdout_days,
+        k=settings.k,
+        run_evaluation=not args.no_evaluate,
+        publish_model=not args.no_publish,
+        threads=settings.threads,
+        progress=not settings.quiet,
+        say=lambda line: _say(settings, line),
+    )
+    if result.evaluation is not None:
+        print(format_table(result.evaluation, settings.k))
+    print(
+        f"model {result.version} written to {result.path}"
+        + (" (current)" if result.published else "")
+    )
+    return 0
+
+
+def _evaluate(args: argparse.Namespace, settings: TrainerSettings) -> int:
+    params = _params(args)
+    log = _read(args, settings)
+    evaluation = evaluate(
+        interactions_from_table(log.table),
+        params,
+        holdout_days=settings.holdout_days,
+        k=settings.k,
+        threads=settings.threads,
+        progress=not settings.quiet,
+    )
+    if args.json:
+        out = {**evaluation.to_dict(), "data": log.report.to_dict(), "weights": evaluation.weights}
+        print(json.dumps(out, indent=2))
+    else:
+        print(log.report.format_table())
+        print(format_table(evaluation, settings.k))
+    return 0
+
+
+def _models(args: argparse.Namespace, settings: TrainerSettings) -> int:
+    current = current_version(settings.models_dir)
+    versions = list_versions(settings.models_dir)
+    if not versions:
+        print(f"no models in {settings.models_dir}")
+    for version in versions:
+        print(f"{'*' if version == current else ' '} {version}")
+    return 0
+
+
+def _publish(args: argparse.Namespace, settings: TrainerSettings) -> int:
+    publish(settings.models_dir, args.version)
+    print(f"{args.version} is now current in {settings.models_dir}")
+    return 0
+
+
+def _recommend(args: argparse.Namespace, settings: TrainerSettings) -> int:
+    model = load_model(settings.models_dir)
+    known = args.customer is not None and args.customer in model.users
+    who = args.customer if known else "an anonymous visitor"
+    if args.customer is not None and not known:
+        who = f"unknown customer {args.customer} (treated as anonymous)"
+    print(f"model {model.version}: top {args.k} for {who}")
+    recs = model.recommend(args.customer, args.k, exclude_bought=args.exclude_bought)
+    for rank, rec in enumerate(recs, 1):
+        price = "" if rec.price is None else f"  {rec.price:.2f}"
+        print(f"{rank:>3}. {rec.item_id:<12} {rec.description[:40]:<40}{price}  ({rec.reason})")
+    return 0
+
+
+def _say(settings: TrainerSettings, line: str) -> None:
+    if not settings.quiet:
+        print(line, file=sys.stderr)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _validation_message(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""The trainer's main job: a cleaned purchase log in, an evaluated, versioned artifact out."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.artifacts import csr_arrays, publish, write_artifact
+from engine.matrix import Interactions
+from engine.model import ALGORITHM
+from training.dataset import interactions_from_table, item_metadata
+from training.evaluate import Evaluation, evaluate
+from training.fit import Signals
+from training.fusion import fit_repeat_aware
+from training.logs import PurchaseLog
+from training.params import ModelParams
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    path: Path
+    version: str
+    published: bool
+    evaluation: Evaluation | None
+    seconds: dict[str, float]
+
+
+def train_model(
+    log: PurchaseLog,
+    params: ModelParams,
+    *,
+    models_dir: Path,
+    holdout_days: int = 30,
+    k: int = 10,
+    run_evaluation: bool = True,
+    publish_model: bool = True,
+    threads: int = 0,
+    progress: bool = False,
+    say: Callable[[str], None] = lambda _: None,
+) -> TrainResult:
+    """Evaluate on a hold-out, refit on the whole log, write the artifact and publish it."""
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+    events = interactions_from_table(log.table)
+    evaluation = None
+    if run_evaluation:
+        say(f"evaluating on the last {holdout_days} days held out ...")
+        evaluation = evaluate(
+            events, params, holdout_days=holdout_days, k=k, threads=threads, progress=progress
+        )
+        seconds["evaluate"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    say("fitting on the whole log ...")
+    as_of = int(events.time.max()) + 1
+    signals, weights = fit_repeat_aware(
+        events, params, as_of=as_of, threads=threads, progress=progress
+    )
+    seconds["fit"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    manifest = _manifest(log, params, weights, as_of, evaluation, holdout_days, k, seconds)
+    path = write_artifact(models_dir, _arrays(log, events, signals), manifest)
+    version = path.name
+    if publish_model:
+        publish(models_dir, version)
+    seconds["write"] = time.perf_counter() - clock
+    say(f"wrote {path}" + (" and published it as current" if publish_model else ""))
+    return TrainResult(path, version, publish_model, evaluation, seconds)
+
+
+def _arrays(log: PurchaseLog, events: Interactions, signals: Signals) -> dict[str, np.ndarray]:
+    meta = item_metadata(log.table, events.items)
+    return {
+        "users": events.users.ids,
+        "items": events.items.ids,
+        "user_factors": signals.factors.user_factors,
+        "item_factors": signals.factors.item_factors,
+        "popularity": signals.popularity,
+        "trending": signals.trending,
+        "item_description": meta["description"],
+        "item_category": meta["category"],
+        "item_price": meta["price"],
+        **csr_arrays("history_counts", signals.history.counts),
+        **csr_arrays("history_last_time", signals.history.last_time),
+        **csr_arrays("similarity", signals.knn.similarity),
+    }
+
+
+def _manifest(
+    log: PurchaseLog,
+    params: ModelParams,
+    weights: dict[str, float],
+    as_of: int,
+    evaluation: Evaluation | None,
+    holdout_days: int,
+    k: int,
+    seconds: dict[str, float],
+) -> dict[str, Any]:
+    report = log.report.to_dict()
+    return {
+        "algorithm": ALGORITHM,
+        "params": params.model_dump(mode="json"),
+        "weights": weights,
+        "as_of": as_of,
+        "as_of_iso": datetime.fromtimestamp(as_of, UTC).isoformat(),
+        "input": {
+            "source": log.report.source,
+            "fingerprint": log.report.fingerprint,
+            "format": log.report.format,
+            "rows_read": log.report.rows_read,
+            "rows_kept": log.report.rows_kept,
+            "users": log.report.users,
+            "items": log.report.items,
+        },
+        "load_report": report,
+        "evaluation": None
+        if evaluation is None
+        else {**evaluation.to_dict(), "holdout_days": holdout_days, "k": k},
+        "seconds": {name: round(value, 3) for name, value in seconds.items()},
+    }
