@@ -151,7 +151,8 @@ class PurchaseHistory:
         key = events.user.astype(np.int64) * shape[1] + events.item
         order = np.lexsort((events.time, key))
         key_sorted = key[order]
-        last = np.r_[key_sorted[1:] != key_sorted[:-1], True]
+        # The final True closes the last run; with no events there is no run to close.
+        last = np.r_[key_sorted[1:] != key_sorted[:-1], True][: len(key_sorted)]
         rows, cols = np.divmod(key_sorted[last], shape[1])
         last_time = sp.csr_matrix(
             (events.time[order][last].astype(np.float64), (rows, cols)), shape=shape

@@ -6,6 +6,7 @@ API and batch jobs depend on the artifact format, never on training code.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ class Model:
             history = PurchaseHistory(
                 csr_from_arrays(a, "history_counts"), csr_from_arrays(a, "history_last_time")
             )
+            _check_sizes(a, history, len(self.users), len(self.items))
             self.scorer = RepeatAwareScorer(
                 history,
                 a["popularity"],
@@ -58,6 +60,11 @@ class Model:
             raise ArtifactError(f"{artifact.path}: inconsistent model arrays: {exc}") from exc
         self.artifact = artifact
         self.as_of: int = int(manifest["as_of"])
+        # Anonymous visitors get what is trending, ties broken by what sells overall. Not the
+        # fused item prior: its popularity weights are corrections learned next to the customer
+        # features and can be negative, which on its own ranks the least-sold items first.
+        popularity = self.scorer.popularity.astype(np.float64)
+        self._trending_scores = self.scorer.trending + popularity / (popularity.max(initial=0) + 1)
         self._description = a["item_description"]
         self._price = a["item_price"]
 
@@ -82,7 +89,7 @@ class Model:
         row = None if customer_id is None else self.users.index(customer_id)
         history = self.scorer.history
         if row is None:
-            scores = self.scorer.prior_scores()[None, :].copy()
+            scores = self._trending_scores[None, :].copy()
             exclude = None
         else:
             scores = self.scorer.score(np.array([row]), as_of)
@@ -119,6 +126,29 @@ class Model:
             description=str(self._description[item]),
             price=None if np.isnan(price) else price,
         )
+
+
+def _check_sizes(
+    arrays: Mapping[str, np.ndarray], history: PurchaseHistory, n_users: int, n_items: int
+) -> None:
+    """Every per-user and per-item array must match the vocabularies, or requests would fail."""
+    expected = {
+        "user_factors": (n_users, "users"),
+        "item_factors": (n_items, "items"),
+        "popularity": (n_items, "items"),
+        "trending": (n_items, "items"),
+        "item_description": (n_items, "items"),
+        "item_price": (n_items, "items"),
+    }
+    for name, (rows, what) in expected.items():
+        if len(arrays[name]) != rows:
+            raise ValueError(f"{name} has {len(arrays[name])} rows for {rows} {what}")
+    for name, matrix in (
+        ("history_counts", history.counts),
+        ("history_last_time", history.last_time),
+    ):
+        if matrix.shape != (n_users, n_items):
+            raise ValueError(f"{name} is {matrix.shape}, the vocabularies {(n_users, n_items)}")
 
 
 def load_model(path: str | Path, *, verify: bool = True) -> Model:

@@ -19,6 +19,8 @@ def top_k(scores: np.ndarray, k: int, exclude: sp.csr_matrix | None = None) -> n
         (n_rows, min(k, n_items)) item indices; a slot is -1 where fewer than k items remain
         after exclusion, so an excluded item is never returned.
     """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
     if exclude is not None and exclude.nnz:
         rows = np.repeat(np.arange(exclude.shape[0]), np.diff(exclude.indptr))
         scores[rows, exclude.indices] = -np.inf

@@ -26,7 +26,6 @@ from training.metrics import ranking_metrics
 from training.params import ModelParams
 
 _USER_BLOCK = 512
-BASELINES = ("popularity", "buy_again", "als", "item_knn")
 
 
 @dataclass(frozen=True)
@@ -87,7 +86,7 @@ def evaluate(
     scorers: Mapping[str, Scorer] = {
         "popularity": PopularityScorer(signals.popularity),
         "buy_again": BuyAgainScorer(signals.history, signals.popularity),
-        "als": signals.factors,
+        params.factors.algorithm: signals.factors,  # "als" (default) or "bpr"
         "item_knn": signals.knn,
     }
     return Evaluation(

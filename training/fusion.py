@@ -61,7 +61,7 @@ def fit_weights(
     xs: list[np.ndarray] = []
     ys: list[np.ndarray] = []
     n_items = scorer.n_items
-    for block in np.array_split(users, max(1, len(users) // _USER_BLOCK)):
+    for block in np.array_split(users, -(-len(users) // _USER_BLOCK)):
         feats = scorer.features(block, as_of)
         target = bought[block].toarray() > 0
         sampled = rng.random((len(block), n_items)) < params.fusion.negatives_per_user / n_items

@@ -36,6 +36,9 @@ class BuyAgainScorer:
         self._history = history
         top = max(float(np.max(popularity, initial=0.0)), 1.0)
         self._popularity = np.asarray(popularity, dtype=np.float64) / top  # in [0, 1]
+        # Half of one customer's worth of popularity: recency can never outweigh a popularity
+        # difference, however large the catalog's top seller (float64 keeps this exact enough).
+        self._recency_scale = 0.25 / top
         self._half_life_days = half_life_days
 
     @property
@@ -43,13 +46,16 @@ class BuyAgainScorer:
         return self._history.shape[1]
 
     def score(self, users: np.ndarray, as_of: int) -> np.ndarray:
-        # Bought: count + popularity/2 + recency/1000, so each term only breaks the ties of the
-        # one before; unbought items score below every bought one, in [-1, 0).
+        # Bought: count + popularity/2 (< 1) + recency x _recency_scale, so each term only breaks
+        # the ties of the one before; unbought items score below every bought one, in [-1, 0).
         scores = np.tile(self._popularity - 1.0, (len(users), 1))
         counts = self._history.counts[users]
         last = self._history.last_time[users]
-        recency = np.exp2(-(as_of - last.data) / SECONDS_PER_DAY / self._half_life_days)
+        age_days = np.maximum(as_of - last.data, 0.0) / SECONDS_PER_DAY
+        recency = np.exp2(-age_days / self._half_life_days)
         rows = np.repeat(np.arange(len(users)), np.diff(counts.indptr))
         cols = counts.indices
-        scores[rows, cols] = counts.data + 0.5 * self._popularity[cols] + 1e-3 * recency
+        scores[rows, cols] = (
+            counts.data + 0.5 * self._popularity[cols] + self._recency_scale * recency
+        )
         return scores

@@ -1,0 +1,280 @@
+"""Hold-out splitting, hold-out scoring and learning the fusion weights."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import training.evaluate as evaluate_module
+from engine.matrix import SECONDS_PER_DAY, InteractionMatrix, Interactions, PurchaseHistory
+from engine.models import FEATURES, FactorScorer, RepeatAwareScorer
+from engine.scoring import top_k
+from engine.vocab import Vocabulary
+from training.evaluate import HoldoutSplit, score_holdout
+from training.fit import fit_item_knn, fit_signals
+from training.fusion import fit_repeat_aware, fit_weights
+from training.params import FactorParams, FusionParams, KnnParams, ModelParams
+
+T0 = 1_700_000_000
+DAY = SECONDS_PER_DAY
+G = 1 / math.log2(3)  # discount of rank 2
+
+
+def _events(n_users: int, n_items: int, rows: Sequence[tuple[int, int, float]]) -> Interactions:
+    """Events from (user, item, day offset from T0) rows, sorted by time."""
+    ordered = sorted(rows, key=lambda r: r[2])
+    return Interactions(
+        Vocabulary([f"u{i}" for i in range(n_users)]),
+        Vocabulary([f"i{i}" for i in range(n_items)]),
+        np.array([r[0] for r in ordered], np.int32),
+        np.array([r[1] for r in ordered], np.int32),
+        np.array([T0 + int(r[2] * DAY) for r in ordered], np.int64),
+        np.ones(len(ordered), np.float32),
+    )
+
+
+class FixedScorer:
+    """The same scores for everyone; remembers the moments it was asked about."""
+
+    def __init__(self, scores: list[float]) -> None:
+        self._scores = np.array(scores, np.float32)
+        self.as_of: list[int] = []
+
+    @property
+    def n_items(self) -> int:
+        return len(self._scores)
+
+    def score(self, users: np.ndarray, as_of: int) -> np.ndarray:
+        self.as_of.append(as_of)
+        return np.tile(self._scores, (len(users), 1))
+
+
+# Before the cut (day 15): u0 bought 0, u1 bought 1, u2 bought 3.
+# After it: u0 buys 0 again and 2 (new); u1 buys 1 again (nothing new); u3 is a newcomer.
+HOLDOUT_ROWS = [
+    (0, 0, 0),
+    (1, 1, 1),
+    (2, 3, 2),
+    (0, 0, 20),
+    (0, 2, 21),
+    (1, 1, 22),
+    (3, 4, 25),
+]
+
+
+@pytest.fixture
+def split() -> HoldoutSplit:
+    return HoldoutSplit.last_days(_events(4, 5, HOLDOUT_ROWS), days=10)
+
+
+# --- HoldoutSplit ------------------------------------------------------------------------------
+
+
+def test_last_days_cuts_days_before_the_last_purchase(split: HoldoutSplit) -> None:
+    assert split.cut == T0 + 15 * DAY
+    assert (split.train.time < split.cut).all()
+    assert (split.test.time >= split.cut).all()
+    assert len(split.train) == 3
+    assert len(split.test) == 4
+    # Both halves keep the whole vocabularies, so indices agree.
+    assert split.train.items is split.test.items
+    assert split.summary() == {
+        "cut": T0 + 15 * DAY,
+        "train_rows": 3,
+        "test_rows": 4,
+        "test_users": 2,
+    }
+
+
+def test_test_users_bought_in_both_periods(split: HoldoutSplit) -> None:
+    # u2 only before the cut, u3 only after it.
+    assert split.users.tolist() == [0, 1]
+
+
+def test_a_purchase_exactly_at_the_cut_is_tested() -> None:
+    events = _events(1, 2, [(0, 0, 0), (0, 1, 5), (0, 0, 15)])
+    split = HoldoutSplit.last_days(events, days=10)
+    assert split.cut == T0 + 5 * DAY
+    assert split.test.item.tolist() == [1, 0]
+
+
+def test_no_customer_in_both_periods_is_an_error() -> None:
+    events = _events(2, 2, [(0, 0, 0), (0, 1, 1), (1, 0, 20)])
+    with pytest.raises(ValueError, match="no customer bought both"):
+        HoldoutSplit.last_days(events, days=10)
+
+
+def test_an_empty_log_is_an_error() -> None:
+    with pytest.raises(ValueError, match="no purchases"):
+        HoldoutSplit.last_days(_events(1, 1, []), days=10)
+
+
+# --- score_holdout -----------------------------------------------------------------------------
+
+
+def test_score_holdout_with_fixed_scores(split: HoldoutSplit) -> None:
+    scorer = FixedScorer([5, 4, 3, 2, 1])  # everyone gets 0, 1, 2, 3, 4
+    history = PurchaseHistory.from_interactions(split.train)
+    m = score_holdout(scorer, split, history, k=2)
+    # All items: both get [0, 1]. u0 bought {0, 2}: hit at rank 1 of 2 relevant -> 1/(1+G);
+    # u1 bought {1}: hit at rank 2 -> G.
+    assert m["users"] == 2
+    assert m["ndcg@2"] == pytest.approx((1 / (1 + G) + G) / 2)
+    assert m["precision@2"] == pytest.approx(0.5)
+    assert m["recall@2"] == pytest.approx((0.5 + 1.0) / 2)
+    assert m["coverage@2"] == pytest.approx(2 / 5)
+    # New items: only u0 bought something new (2); with 0 excluded the list is [1, 2].
+    assert m["users_new"] == 1
+    assert m["ndcg@2_new"] == pytest.approx(G)
+    assert m["precision@2_new"] == pytest.approx(0.5)
+    assert m["recall@2_new"] == pytest.approx(1.0)
+    assert m["map@2_new"] == pytest.approx(0.5)
+    assert m["coverage@2_new"] == pytest.approx(2 / 5)
+    # Scored as of the cut: nothing from the test period leaks into "now".
+    assert set(scorer.as_of) == {split.cut}
+
+
+def test_score_holdout_rewards_the_right_list(split: HoldoutSplit) -> None:
+    history = PurchaseHistory.from_interactions(split.train)
+    good = score_holdout(FixedScorer([3, 2, 5, 0, 0]), split, history, k=3)  # 2, 0, 1
+    bad = score_holdout(FixedScorer([0, 0, 0, 5, 4]), split, history, k=3)  # 3, 4, 0
+    assert good["ndcg@3"] > bad["ndcg@3"]
+    assert good["ndcg@3_new"] == pytest.approx(1.0)
+    assert good["recall@3"] == pytest.approx(1.0)
+
+
+def test_score_holdout_does_not_touch_the_history(split: HoldoutSplit) -> None:
+    history = PurchaseHistory.from_interactions(split.train)
+    before = history.counts.copy()
+    score_holdout(FixedScorer([5, 4, 3, 2, 1]), split, history, k=2)
+    assert (history.counts != before).nnz == 0
+
+
+def test_score_holdout_is_the_same_in_any_block_size(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rng = np.random.default_rng(5)
+    rows = [(u, int(i), float(d)) for u in range(30) for i, d in zip(
+        rng.integers(0, 12, 6), rng.uniform(0, 40, 6), strict=True
+    )]  # fmt: skip
+    split = HoldoutSplit.last_days(_events(30, 12, rows), days=10)
+    history = PurchaseHistory.from_interactions(split.train)
+    scorer = FixedScorer(rng.random(12).tolist())
+    whole = score_holdout(scorer, split, history, k=4)
+    monkeypatch.setattr(evaluate_module, "_USER_BLOCK", 4)
+    assert score_holdout(scorer, split, history, k=4) == whole
+    assert whole["users"] == len(split.users) > 4
+
+
+# --- fusion ------------------------------------------------------------------------------------
+
+
+def _planted(rng: np.random.Generator, n_users: int = 60, n_items: int = 80) -> RepeatAwareScorer:
+    """Signals with random history, popularity and factors (no planted signal yet)."""
+    rows = [
+        (u, int(i), float(d))
+        for u in range(n_users)
+        for i, d in zip(rng.integers(0, n_items, 8), rng.uniform(0, 50, 8), strict=True)
+    ]
+    events = _events(n_users, n_items, rows)
+    history = PurchaseHistory.from_interactions(events)
+    popularity = np.bincount(history.counts.indices, minlength=n_items).astype(np.float32)
+    trending = rng.integers(0, 5, n_items).astype(np.float32)
+    factors = FactorScorer(
+        rng.standard_normal((n_users, 6)).astype(np.float32),
+        rng.standard_normal((n_items, 6)).astype(np.float32),
+    )
+    knn = fit_item_knn(
+        InteractionMatrix(events.users, events.items, history.counts),
+        KnnParams(neighbours=20),
+        threads=1,
+    )
+    return RepeatAwareScorer(history, popularity, trending, factors, knn)
+
+
+def _as_matrix(picked: np.ndarray, n_items: int) -> sp.csr_matrix:
+    rows = np.repeat(np.arange(len(picked)), picked.shape[1])
+    return sp.csr_matrix(
+        (np.ones(picked.size, np.float32), (rows, picked.ravel())),
+        shape=(len(picked), n_items),
+    )
+
+
+PARAMS = ModelParams(fusion=FusionParams(negatives_per_user=20), seed=3)
+AS_OF = T0 + 50 * DAY
+
+
+def test_fit_weights_learns_a_planted_factor_signal() -> None:
+    scorer = _planted(np.random.default_rng(11))
+    users = np.arange(60)
+    # What is bought in the window is exactly each customer's 3 best items by factor score.
+    planted = top_k(scorer.factors.score(users, AS_OF), 3)
+    bought = _as_matrix(planted, scorer.n_items)
+    weights = fit_weights(scorer, users, bought, as_of=AS_OF, params=PARAMS)
+    assert list(weights) == list(FEATURES)
+    assert weights["factor_score"] > 0
+
+    # The learned model recovers most planted purchases (chance is 3 in 80), and it does so
+    # through the factor weight: without it, the other (noise) weights find next to nothing.
+    def found(w: dict[str, float]) -> float:
+        learned = top_k(scorer.with_weights(w).score(users, AS_OF), 3)
+        return float(
+            np.mean([len(set(a) & set(b)) / 3 for a, b in zip(learned, planted, strict=True)])
+        )
+
+    assert found(weights) > 0.8
+    assert found({**weights, "factor_score": 0.0}) < 0.3
+
+
+def test_fit_weights_learns_a_planted_repeat_signal() -> None:
+    scorer = _planted(np.random.default_rng(12))
+    users = np.arange(60)
+    # Customers re-buy exactly what they bought before, nothing else.
+    bought = scorer.history.counts[users].copy()
+    bought.data[:] = 1.0
+    weights = fit_weights(scorer, users, bought, as_of=AS_OF, params=PARAMS)
+    assert weights["bought"] + weights["log_count"] > 0
+    assert weights["bought"] > abs(weights["factor_score"])
+
+
+def test_fit_weights_is_deterministic_for_a_seed() -> None:
+    scorer = _planted(np.random.default_rng(11))
+    users = np.arange(60)
+    bought = _as_matrix(top_k(scorer.factors.score(users, AS_OF), 3), scorer.n_items)
+    first = fit_weights(scorer, users, bought, as_of=AS_OF, params=PARAMS)
+    assert fit_weights(scorer, users, bought, as_of=AS_OF, params=PARAMS) == first
+
+
+def test_fit_weights_without_contrast_is_an_error() -> None:
+    scorer = _planted(np.random.default_rng(13), n_users=10, n_items=15)
+    users = np.arange(10)
+    nothing = sp.csr_matrix((10, 15), dtype=np.float32)
+    with pytest.raises(ValueError, match="no contrast"):
+        fit_weights(scorer, users, nothing, as_of=AS_OF, params=PARAMS)
+    # Everything bought (and every pair sampled): no contrast either.
+    everything = sp.csr_matrix(np.ones((10, 15), np.float32))
+    with pytest.raises(ValueError, match="no contrast"):
+        fit_weights(scorer, users, everything, as_of=AS_OF, params=PARAMS)
+
+
+def test_fit_repeat_aware_needs_customers_in_the_validation_window() -> None:
+    events = _events(2, 3, [(0, 0, 0), (0, 1, 1), (1, 2, 45)])
+    with pytest.raises(ValueError, match="too short"):
+        fit_repeat_aware(events, PARAMS, as_of=T0 + 50 * DAY, threads=1)
+
+
+def test_signals_fit_when_nothing_sold_in_the_trend_window() -> None:
+    # A shop closed for the last month before the cut: trending is all zero, not a crash.
+    rng = np.random.default_rng(4)
+    rows = [(u, int(i), float(d)) for u in range(10) for i, d in zip(
+        rng.integers(0, 8, 5), rng.uniform(0, 20, 5), strict=True
+    )]  # fmt: skip
+    events = _events(10, 8, rows)
+    params = ModelParams(factors=FactorParams(factors=4, iterations=2), fusion=FusionParams())
+    signals = fit_signals(events, params, as_of=T0 + 60 * DAY, threads=1)
+    assert signals.trending.tolist() == [0.0] * 8
+    assert signals.popularity.sum() == signals.history.counts.nnz

@@ -1,0 +1,244 @@
+"""Train on a synthetic purchase log, write the artifact, load it back and recommend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from engine.artifacts import ArtifactError, load_artifact, write_artifact
+from engine.model import ALGORITHM, Model, load_model
+from engine.models import FEATURES
+from training.logs import LOG_SCHEMA, LoadReport, PurchaseLog
+from training.params import FactorParams, FusionParams, KnnParams, ModelParams
+from training.pipeline import train_model
+
+START = datetime(2024, 1, 1, tzinfo=UTC)
+DAYS = 120
+N_GROUP_USERS = 25
+N_GROUP_ITEMS = 15
+
+PARAMS = ModelParams(
+    factors=FactorParams(factors=8, iterations=10, regularization=0.1),
+    knn=KnnParams(neighbours=20),
+    fusion=FusionParams(validation_days=30, trend_days=30, negatives_per_user=40),
+    seed=1,
+)
+
+
+@dataclass(frozen=True)
+class Shop:
+    log: PurchaseLog
+    staple: dict[str, str]  # customer -> the item they re-buy every week
+    bought: dict[str, set[str]]  # customer -> everything they bought
+    price: dict[str, float]
+
+
+def _item(group: int, i: int) -> str:
+    return f"{'AB'[group]}{i:02d}"
+
+
+def _shop() -> Shop:
+    """Two groups of customers, each buying from its own items; everyone has a weekly staple."""
+    rng = np.random.default_rng(42)
+    price = {
+        _item(g, i): round(1.0 + g + 0.25 * i, 2) for g in (0, 1) for i in range(N_GROUP_ITEMS)
+    }
+    rows: list[tuple[datetime, str, str, float]] = []
+    staple: dict[str, str] = {}
+    for g in (0, 1):
+        for u in range(N_GROUP_USERS):
+            user = f"c{g}{u:02d}"
+            staple[user] = _item(g, u % N_GROUP_ITEMS)
+            offset = int(rng.integers(0, 7))
+            for day in range(offset, DAYS, 7):  # the staple, every week, 1-3 units
+                rows.append((START + timedelta(days=day, hours=9), user, staple[user], 2.0))
+            for _ in range(12):  # occasional other items of the group
+                day = int(rng.integers(0, DAYS))
+                item = _item(g, int(rng.integers(0, N_GROUP_ITEMS)))
+                rows.append((START + timedelta(days=day, hours=15), user, item, 1.0))
+    rows.sort()
+    n = len(rows)
+    table = pa.table(
+        {
+            "user": [r[1] for r in rows],
+            "item": [r[2] for r in rows],
+            "time": pa.array([r[0].replace(tzinfo=None) for r in rows], pa.timestamp("s")),
+            "quantity": [r[3] for r in rows],
+            "price": [price[r[2]] for r in rows],
+            "basket": [f"{r[1]}@{r[0]:%Y%m%d%H}" for r in rows],
+            "description": [f"product {r[2]}" for r in rows],
+            "category": [f"group {r[2][0]}" for r in rows],
+        },
+        schema=LOG_SCHEMA,
+    )
+    report = LoadReport(
+        source="synthetic.csv",
+        fingerprint="0" * 64,
+        format="canonical",
+        rows_read=n,
+        rows_kept=n,
+        dropped={},
+        unparsable_lines=[],
+        users=2 * N_GROUP_USERS,
+        items=2 * N_GROUP_ITEMS,
+        baskets=len(set(table["basket"].to_pylist())),
+        time_min=rows[0][0].isoformat(),
+        time_max=rows[-1][0].isoformat(),
+    )
+    bought: dict[str, set[str]] = {}
+    for _, user, item, _ in rows:
+        bought.setdefault(user, set()).add(item)
+    return Shop(PurchaseLog(table, report), staple, bought, price)
+
+
+@pytest.fixture(scope="module")
+def shop() -> Shop:
+    return _shop()
+
+
+@pytest.fixture(scope="module")
+def models_dir(shop: Shop, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    models = tmp_path_factory.mktemp("models")
+    result = train_model(shop.log, PARAMS, models_dir=models, holdout_days=30, k=10, threads=1)
+    assert result.published
+    assert result.path.parent == models
+    return models
+
+
+@pytest.fixture(scope="module")
+def model(models_dir: Path) -> Model:
+    return load_model(models_dir)
+
+
+def test_manifest_records_how_the_model_was_made(model: Model, shop: Shop) -> None:
+    manifest = model.manifest
+    assert manifest["algorithm"] == ALGORITHM
+    assert manifest["params"] == PARAMS.model_dump(mode="json")
+    assert ModelParams.model_validate(manifest["params"]) == PARAMS
+    assert set(manifest["weights"]) == set(FEATURES)
+    assert all(np.isfinite(list(manifest["weights"].values())))
+    assert manifest["load_report"] == shop.log.report.to_dict()
+    assert manifest["input"]["rows_kept"] == shop.log.table.num_rows
+    last = shop.log.table["time"].cast(pa.int64()).to_numpy().max()
+    assert manifest["as_of"] == int(last) + 1
+    evaluation = manifest["evaluation"]
+    assert evaluation["holdout_days"] == 30
+    assert evaluation["k"] == 10
+    assert set(evaluation["baselines"]) == {"popularity", "buy_again", "als", "item_knn"}
+    assert evaluation["split"]["test_users"] > 0
+    # The planted weekly staple is easy: the model must beat the same list for everyone.
+    assert evaluation["model"]["ndcg@10"] > evaluation["baselines"]["popularity"]["ndcg@10"]
+
+
+def test_model_relies_on_the_repeat_signal(model: Model) -> None:
+    weights = model.manifest["weights"]
+    assert weights["log_count"] > 0 or weights["bought"] > 0
+
+
+def test_recommend_puts_the_heavy_repeat_item_first(model: Model, shop: Shop) -> None:
+    for customer in ("c000", "c013", "c107", "c124"):
+        recs = model.recommend(customer, k=10)
+        assert len(recs) == 10
+        assert len({r.item_id for r in recs}) == 10
+        assert all(r.reason for r in recs)
+        assert [r.score for r in recs] == sorted((r.score for r in recs), reverse=True)
+        first = recs[0]
+        assert first.item_id == shop.staple[customer], customer
+        assert first.reason.startswith("you bought it ")
+        assert first.description == f"product {first.item_id}"
+        assert first.price == pytest.approx(shop.price[first.item_id])
+
+
+def test_recommend_stays_within_the_customers_group(model: Model) -> None:
+    for customer, letter in (("c003", "A"), ("c118", "B")):
+        recs = model.recommend(customer, k=8)
+        assert all(r.item_id.startswith(letter) for r in recs), customer
+
+
+def test_reasons_name_the_customers_own_purchases(model: Model, shop: Shop) -> None:
+    customer = "c005"
+    for rec in model.recommend(customer, k=30):
+        if rec.item_id in shop.bought[customer]:
+            assert rec.reason.startswith("you bought it ")
+        else:
+            assert rec.reason == "customers who buy what you buy chose it"
+
+
+def test_exclude_bought_never_returns_a_bought_item(model: Model, shop: Shop) -> None:
+    for customer in ("c000", "c011", "c109", "c120"):
+        bought = shop.bought[customer]
+        recs = model.recommend(customer, k=10, exclude_bought=True)
+        assert recs, customer
+        assert not {r.item_id for r in recs} & bought, customer
+        # There are only so many items the customer has not bought: no padding, no repeats.
+        assert len(recs) == min(10, 2 * N_GROUP_ITEMS - len(bought))
+        assert len({r.item_id for r in recs}) == len(recs)
+
+
+def test_unknown_customer_gets_the_trending_list(model: Model) -> None:
+    trending = np.asarray(model.scorer.trending)
+    popularity = np.asarray(model.scorer.popularity)
+    # Most customers in the trend window first, ties by customers overall, then by index.
+    expected = np.lexsort((np.arange(len(trending)), -popularity, -trending))[:5]
+    assert trending[expected[0]] == trending.max()
+    for customer in ("nobody", None):
+        recs = model.recommend(customer, k=5)
+        assert [r.item_id for r in recs] == model.items.ids[expected].tolist()
+        for rec in recs:
+            n = int(trending[model.items.index(rec.item_id)])
+            assert rec.reason == f"trending: {n} customers bought it recently"
+    # Not personalised: the same list whoever asks, even with exclude_bought.
+    assert model.recommend("x", k=5) == model.recommend("y", k=5, exclude_bought=True)
+
+
+def test_recommend_more_than_the_catalog(model: Model) -> None:
+    recs = model.recommend("c000", k=1000)
+    assert len(recs) == 2 * N_GROUP_ITEMS
+    assert len({r.item_id for r in recs}) == 2 * N_GROUP_ITEMS
+
+
+def test_a_damaged_artifact_is_refused(models_dir: Path, tmp_path: Path) -> None:
+    # Copy the published version so the shared model stays intact for the other tests.
+    source = load_artifact(models_dir)
+    copy = write_artifact(
+        tmp_path,
+        {name: np.asarray(arr) for name, arr in source.arrays.items()},
+        {k: v for k, v in source.manifest.items() if k not in {"format_version", "version",
+                                                               "created", "files"}},
+    )  # fmt: skip
+    load_model(copy)  # the copy is sound
+    target = copy / "item_factors.npy"
+    data = bytearray(target.read_bytes())
+    data[-3] ^= 0x40  # a bit inside the float data; header, size and shape stay valid
+    target.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match=r"item_factors\.npy.*sha256"):
+        load_model(copy)
+
+
+def test_a_model_of_another_algorithm_is_refused(tmp_path: Path) -> None:
+    version = write_artifact(tmp_path, {"x": np.zeros(3)}, {"algorithm": "als"})
+    with pytest.raises(ArtifactError, match="not 'repeat-aware'"):
+        load_model(version)
+
+
+@pytest.mark.parametrize("name", ["user_factors", "item_factors", "trending", "item_price"])
+def test_an_artifact_with_inconsistent_arrays_is_refused(
+    models_dir: Path, tmp_path: Path, name: str
+) -> None:
+    # Checksums cannot catch a trainer that wrote arrays of the wrong length: such a model
+    # would load and then fail every request, so loading must refuse it.
+    source = load_artifact(models_dir)
+    arrays = {n: np.asarray(arr) for n, arr in source.arrays.items()}
+    arrays[name] = arrays[name][:-1]  # one row short of its vocabulary
+    manifest = {
+        k: v
+        for k, v in source.manifest.items()
+        if k not in {"format_version", "version", "created", "files"}
+    }
+    with pytest.raises(ArtifactError, match=f"inconsistent.*{name} has"):
+        load_model(write_artifact(tmp_path, arrays, manifest))

@@ -1,0 +1,110 @@
+"""top_k: order, ties, short catalogs and exclusion."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from engine.scoring import top_k
+
+
+def _mask(rows: list[list[int]], n_items: int) -> sp.csr_matrix:
+    """A 0/1 CSR mask with the listed columns set per row."""
+    r = [i for i, cols in enumerate(rows) for _ in cols]
+    c = [col for cols in rows for col in cols]
+    return sp.csr_matrix(
+        (np.ones(len(c), np.float32), (r, c)), shape=(len(rows), n_items), dtype=np.float32
+    )
+
+
+def test_returns_best_first_per_row() -> None:
+    scores = np.array(
+        [
+            [0.1, 0.9, 0.5, 0.3, 0.7],
+            [5.0, -1.0, 2.0, 4.0, 3.0],
+        ]
+    )
+    np.testing.assert_array_equal(top_k(scores.copy(), 3), [[1, 4, 2], [0, 3, 4]])
+    np.testing.assert_array_equal(top_k(scores.copy(), 1), [[1], [0]])
+
+
+def test_matches_a_full_sort_on_random_scores() -> None:
+    rng = np.random.default_rng(0)
+    scores = rng.standard_normal((50, 200))
+    for k in (1, 7, 199, 200):
+        picked = top_k(scores.copy(), k)
+        assert picked.shape == (50, k)
+        np.testing.assert_array_equal(picked, np.argsort(-scores, axis=1)[:, :k])
+
+
+def test_does_not_modify_scores_without_exclusion() -> None:
+    scores = np.array([[3.0, 1.0, 2.0]])
+    top_k(scores, 2)
+    np.testing.assert_array_equal(scores, [[3.0, 1.0, 2.0]])
+
+
+def test_ties_are_all_kept_when_they_fit_and_the_cut_is_by_score() -> None:
+    scores = np.array([[1.0, 3.0, 3.0, 3.0, 0.0, 3.0, 2.0]])
+    # Four items tie at 3: any two of them are a correct top 2, nothing else is.
+    two = top_k(scores.copy(), 2)[0]
+    assert len(set(two.tolist())) == 2
+    assert set(two.tolist()) <= {1, 2, 3, 5}
+    # Top 5 = all four tied items, then the 2.
+    five = top_k(scores.copy(), 5)[0]
+    assert set(five[:4].tolist()) == {1, 2, 3, 5}
+    assert five[4] == 6
+
+
+def test_a_full_ranking_breaks_ties_by_lower_index() -> None:
+    scores = np.array([[1.0, 3.0, 3.0, 3.0, 0.0, 3.0, 2.0]])
+    np.testing.assert_array_equal(top_k(scores.copy(), 7), [[1, 2, 3, 5, 6, 0, 4]])
+
+
+def test_k_larger_than_the_catalog_is_capped() -> None:
+    scores = np.array([[0.2, 0.8, 0.5], [0.9, 0.1, 0.4]])
+    picked = top_k(scores.copy(), 10)
+    assert picked.shape == (2, 3)
+    np.testing.assert_array_equal(picked, [[1, 2, 0], [0, 2, 1]])
+
+
+def test_excluded_items_are_never_returned() -> None:
+    rng = np.random.default_rng(1)
+    scores = rng.random((20, 30))
+    exclude = _mask([list(rng.choice(30, size=10, replace=False)) for _ in range(20)], 30)
+    picked = top_k(scores.copy(), 10, exclude)
+    for row in range(20):
+        banned = set(exclude[row].indices.tolist())
+        assert not banned & set(picked[row].tolist())
+        # The survivors are the best of what is left, best first.
+        allowed = np.array([i for i in range(30) if i not in banned])
+        best = allowed[np.argsort(-scores[row, allowed])][:10]
+        np.testing.assert_array_equal(picked[row], best)
+
+
+def test_excluding_the_best_item_promotes_the_next() -> None:
+    scores = np.array([[0.1, 0.9, 0.5], [0.1, 0.9, 0.5]])
+    picked = top_k(scores, 2, _mask([[1], []], 3))
+    np.testing.assert_array_equal(picked, [[2, 0], [1, 2]])
+
+
+def test_slots_are_minus_one_when_too_few_items_remain() -> None:
+    scores = np.array([[0.4, 0.3, 0.2, 0.1], [0.4, 0.3, 0.2, 0.1]])
+    picked = top_k(scores.copy(), 3, _mask([[0, 2, 3], [0, 1, 2, 3]], 4))
+    np.testing.assert_array_equal(picked, [[1, -1, -1], [-1, -1, -1]])
+    # Also when k covers the whole catalog.
+    picked = top_k(scores.copy(), 4, _mask([[1, 3], []], 4))
+    np.testing.assert_array_equal(picked, [[0, 2, -1, -1], [0, 1, 2, 3]])
+
+
+def test_an_empty_exclusion_mask_changes_nothing() -> None:
+    scores = np.array([[0.3, 0.1, 0.2]])
+    empty = sp.csr_matrix((1, 3), dtype=np.float32)
+    np.testing.assert_array_equal(top_k(scores.copy(), 2, empty), top_k(scores.copy(), 2))
+
+
+def test_rows_are_ranked_independently() -> None:
+    rng = np.random.default_rng(2)
+    scores = rng.random((8, 40))
+    block = top_k(scores.copy(), 5)
+    one_by_one = np.concatenate([top_k(scores[[i]].copy(), 5) for i in range(8)])
+    np.testing.assert_array_equal(block, one_by_one)
