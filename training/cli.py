@@ -25,6 +25,7 @@ from training.logs import PRESETS, LogError, PurchaseLog, read_purchase_log, res
 from training.params import FactorParams, FusionParams, KnnParams, ModelParams
 from training.pipeline import train_model
 from training.settings import TrainerSettings
+from training.synthetic import ShopSpec, generate_shop, write_log
 
 EXIT_USAGE = 2
 
@@ -108,6 +109,29 @@ def build_parser() -> argparse.ArgumentParser:
     pub.add_argument("version", help="version directory name, as listed by 'personalize models'")
     pub.add_argument("--models", dest="models_dir", type=Path, help="models directory")
     pub.set_defaults(handler=_publish)
+
+    gen = sub.add_parser(
+        "generate-shop",
+        help="write a generated shop's purchase log (for demos with no log at hand)",
+        description="Write a realistic synthetic purchase log in the generic format: power-law "
+        "item popularity, repeat-buying customers with favourite categories, items launching "
+        "over time. Train on it with `personalize train --log PATH`.",
+    )
+    gen.add_argument(
+        "--out", required=True, type=Path, help="output file: .parquet, .csv or .csv.gz"
+    )
+    defaults = ShopSpec()
+    for name, help_text in (
+        ("customers", "number of customers"),
+        ("items", "catalog size"),
+        ("days", "length of the log in days"),
+        ("seed", "random seed"),
+    ):
+        default = getattr(defaults, name)
+        gen.add_argument(
+            f"--{name}", type=int, default=default, help=f"{help_text} (default {default})"
+        )
+    gen.set_defaults(handler=_generate_shop)
 
     rec = sub.add_parser(
         "recommend",
@@ -290,6 +314,17 @@ def _recommend(args: argparse.Namespace, settings: TrainerSettings) -> int:
     for rank, rec in enumerate(recs, 1):
         price = "" if rec.price is None else f"  {rec.price:.2f}"
         print(f"{rank:>3}. {rec.item_id:<12} {rec.description[:40]:<40}{price}  ({rec.reason})")
+    return 0
+
+
+def _generate_shop(args: argparse.Namespace, settings: TrainerSettings) -> int:
+    for name in ("customers", "items", "days"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name} must be at least 1")
+    spec = ShopSpec(customers=args.customers, items=args.items, days=args.days, seed=args.seed)
+    table = generate_shop(spec)
+    write_log(table, args.out)
+    print(f"wrote {table.num_rows:,} purchase lines to {args.out}")
     return 0
 
 
