@@ -67,10 +67,6 @@ class RepeatAwareScorer:
             self.history, self.popularity, self.trending, self.factors, self.knn, weights
         )
 
-    def prior_scores(self) -> np.ndarray:
-        """What the model says with no customer history: the item prior (popular, trending)."""
-        return self._item_prior
-
     def features(self, users: np.ndarray, as_of: int) -> np.ndarray:
         """(len(users), n_items, len(FEATURES)) float32 feature block."""
         n = len(users)

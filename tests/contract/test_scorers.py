@@ -296,14 +296,6 @@ def test_repeat_aware_features_mean_what_their_names_say(board: Board) -> None:
     assert col["knn_score"].max() == pytest.approx(1.0)
 
 
-def test_repeat_aware_prior_is_the_item_part_of_the_score(board: Board) -> None:
-    scorer = _repeat_aware(board)
-    expected = WEIGHTS["log_popularity"] * np.log1p(board.popularity) + WEIGHTS[
-        "log_trending"
-    ] * np.log1p(board.trending)
-    np.testing.assert_allclose(scorer.prior_scores(), expected, rtol=1e-5, atol=1e-6)
-
-
 def test_repeat_aware_without_weights_scores_zero(board: Board) -> None:
     scorer = RepeatAwareScorer(
         board.history, board.popularity, board.trending, board.factors, board.knn
