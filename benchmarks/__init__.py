@@ -1,0 +1,1 @@
+"""Speed and quality benchmarks, run as python -m benchmarks.<name>."""
