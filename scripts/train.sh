@@ -7,12 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PYTHON=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
-    "$PYTHON" -m venv .venv
-fi
-.venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e .
+. scripts/_install.sh
+install_engine "."
 
 retail=../shared/data/online-retail/online_retail.csv.gz
 if [ "$#" -eq 0 ] && [ -f "$retail" ]; then
