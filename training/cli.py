@@ -237,7 +237,7 @@ def _read(args: argparse.Namespace, settings: TrainerSettings) -> PurchaseLog:
         time_format=args.time_format,
     )  # fmt: skip
     clock = time.perf_counter()
-    log = read_purchase_log(args.log, fmt, progress=not settings.quiet)
+    log = read_purchase_log(args.log, fmt, progress=_progress(settings))
     _say(settings, f"read {args.log} in {time.perf_counter() - clock:.2f}s")
     return log
 
@@ -255,7 +255,7 @@ def _train(args: argparse.Namespace, settings: TrainerSettings) -> int:
         run_evaluation=not args.no_evaluate,
         publish_model=not args.no_publish,
         threads=settings.threads,
-        progress=not settings.quiet,
+        progress=_progress(settings),
         say=lambda line: _say(settings, line),
     )
     if result.evaluation is not None:
@@ -276,7 +276,7 @@ def _evaluate(args: argparse.Namespace, settings: TrainerSettings) -> int:
         holdout_days=settings.holdout_days,
         k=settings.k,
         threads=settings.threads,
-        progress=not settings.quiet,
+        progress=_progress(settings),
     )
     if args.json:
         out = {**evaluation.to_dict(), "data": log.report.to_dict(), "weights": evaluation.weights}
@@ -326,6 +326,11 @@ def _generate_shop(args: argparse.Namespace, settings: TrainerSettings) -> int:
     write_log(table, args.out)
     print(f"wrote {table.num_rows:,} purchase lines to {args.out}")
     return 0
+
+
+def _progress(settings: TrainerSettings) -> bool:
+    """Progress bars only on a terminal: in a log file they are carriage-return noise."""
+    return not settings.quiet and sys.stderr.isatty()
 
 
 def _say(settings: TrainerSettings, line: str) -> None:
