@@ -134,32 +134,38 @@ def _sum(events: Interactions, values: np.ndarray, shape: tuple[int, int]) -> sp
 
 @dataclass(frozen=True)
 class PurchaseHistory:
-    """What each customer bought: purchase-line counts and the last purchase time per item.
+    """What each customer bought: purchase-line counts, first and last purchase time per item.
 
-    ``counts`` and ``last_time`` share one sparsity pattern (both are canonical CSR), so the
-    buy-again logic can read frequency and recency of the same entry without a join.
+    The three matrices share one sparsity pattern (all canonical CSR), so frequency, recency and
+    the usual interval between re-purchases of one entry are read without a join.
     """
 
     counts: sp.csr_matrix  # float32 number of purchase lines
     last_time: sp.csr_matrix  # float64 epoch seconds of the latest purchase
+    first_time: sp.csr_matrix  # float64 epoch seconds of the earliest purchase
 
     @classmethod
     def from_interactions(cls, events: Interactions) -> PurchaseHistory:
         shape = (len(events.users), len(events.items))
         counts = _sum(events, np.ones(len(events), dtype=np.float32), shape)
-        # Latest time per (user, item): sort by key then time, keep the last of each run.
+        counts.sort_indices()
+        # Sort by (user, item) key then time: each run's last entry is the latest purchase,
+        # its first entry the earliest. Keys come out sorted, so the CSR is canonical as built.
         key = events.user.astype(np.int64) * shape[1] + events.item
         order = np.lexsort((events.time, key))
         key_sorted = key[order]
-        # The final True closes the last run; with no events there is no run to close.
-        last = np.r_[key_sorted[1:] != key_sorted[:-1], True][: len(key_sorted)]
+        time_sorted = events.time[order].astype(np.float64)
+        boundary = key_sorted[1:] != key_sorted[:-1]
+        last = np.r_[boundary, True][: len(key_sorted)]
+        first = np.r_[True, boundary][: len(key_sorted)]
         rows, cols = np.divmod(key_sorted[last], shape[1])
-        last_time = sp.csr_matrix(
-            (events.time[order][last].astype(np.float64), (rows, cols)), shape=shape
-        )
-        last_time.sort_indices()
-        counts.sort_indices()
-        return cls(counts, last_time)
+
+        def matrix(values: np.ndarray) -> sp.csr_matrix:
+            m = sp.csr_matrix((values, (rows, cols)), shape=shape)
+            m.sort_indices()
+            return m
+
+        return cls(counts, matrix(time_sorted[last]), matrix(time_sorted[first]))
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -168,3 +174,14 @@ class PurchaseHistory:
     def items_of(self, user: int) -> np.ndarray:
         """Column indices of everything one user bought."""
         return self.counts.indices[self.counts.indptr[user] : self.counts.indptr[user + 1]]
+
+    def due(self, user: int, now: float) -> np.ndarray:
+        """Items of ``user`` due for re-purchase: bought at least twice, and the usual interval
+        between their purchases has passed since the last one."""
+        lo, hi = self.counts.indptr[user], self.counts.indptr[user + 1]
+        count = self.counts.data[lo:hi]
+        last = self.last_time.data[lo:hi]
+        first = self.first_time.data[lo:hi]
+        repeated = count >= 2
+        interval = np.divide(last - first, count - 1, out=np.zeros_like(last), where=repeated)
+        return self.counts.indices[lo:hi][repeated & (now - last >= interval)]

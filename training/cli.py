@@ -19,6 +19,8 @@ from pydantic import ValidationError
 from engine.artifacts import ArtifactError, current_version, list_versions, publish
 from engine.matrix import Weighting
 from engine.model import load_model
+from engine.profiles import Profile
+from engine.recommender import Query, Recommender
 from training.dataset import interactions_from_table
 from training.evaluate import evaluate, format_table
 from training.logs import PRESETS, LogError, PurchaseLog, read_purchase_log, resolve_format
@@ -136,16 +138,14 @@ def build_parser() -> argparse.ArgumentParser:
     rec = sub.add_parser(
         "recommend",
         help="print recommendations for a customer",
-        description="Load a model (validating it) and print a customer's top k.",
+        description="Load a model (validating it) and print a customer's top k as the API "
+        "would serve it at the end of the training log: past purchases only when due again.",
     )
     rec.add_argument(
         "--models", dest="models_dir", type=Path, help="models directory or a version directory"
     )
     rec.add_argument("--customer", help="customer id; omit for an anonymous visitor")
     rec.add_argument("-k", type=int, default=10, help="how many items (default 10)")
-    rec.add_argument(
-        "--exclude-bought", action="store_true", help="only items the customer never bought"
-    )
     rec.set_defaults(handler=_recommend)
     return parser
 
@@ -310,8 +310,11 @@ def _recommend(args: argparse.Namespace, settings: TrainerSettings) -> int:
     if args.customer is not None and not known:
         who = f"unknown customer {args.customer} (treated as anonymous)"
     print(f"model {model.version}: top {args.k} for {who}")
-    recs = model.recommend(args.customer, args.k, exclude_bought=args.exclude_bought)
-    for rank, rec in enumerate(recs, 1):
+    # As of the end of the training log, so "due again" is judged against the data the model saw.
+    recs = Recommender(model).recommend(
+        Query(k=args.k, customer_id=args.customer), Profile(visitor_id="cli"), now=model.as_of
+    )
+    for rank, rec in enumerate(recs.items, 1):
         price = "" if rec.price is None else f"  {rec.price:.2f}"
         print(f"{rank:>3}. {rec.item_id:<12} {rec.description[:40]:<40}{price}  ({rec.reason})")
     return 0

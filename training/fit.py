@@ -31,6 +31,7 @@ class Signals:
     trending: np.ndarray  # float32 distinct customers per item in the trend window
     factors: FactorScorer
     knn: ItemKnnScorer
+    confidence_scale: float  # median confidence of one (customer, item) cell: fold-in's unit
 
     def scorer(self, weights: dict[str, float] | None = None) -> RepeatAwareScorer:
         return RepeatAwareScorer(
@@ -60,7 +61,8 @@ def fit_signals(
     knn = fit_item_knn(
         InteractionMatrix(events.users, events.items, history.counts), params.knn, threads=threads
     )
-    return Signals(as_of, history, popularity, trending, factors, knn)
+    scale = float(np.median(matrix.user_items.data)) if matrix.user_items.nnz else 1.0
+    return Signals(as_of, history, popularity, trending, factors, knn, scale)
 
 
 def fit_factors(

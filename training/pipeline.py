@@ -14,6 +14,7 @@ import numpy as np
 from engine.artifacts import csr_arrays, publish, write_artifact
 from engine.matrix import Interactions
 from engine.model import ALGORITHM
+from training.baskets import basket_pairs
 from training.dataset import interactions_from_table, item_metadata
 from training.evaluate import Evaluation, evaluate
 from training.fit import Signals
@@ -64,6 +65,7 @@ def train_model(
     seconds["fit"] = time.perf_counter() - clock
     clock = time.perf_counter()
     manifest = _manifest(log, params, weights, as_of, evaluation, holdout_days, k, seconds)
+    manifest["confidence_scale"] = signals.confidence_scale
     path = write_artifact(models_dir, _arrays(log, events, signals), manifest)
     version = path.name
     if publish_model:
@@ -75,7 +77,10 @@ def train_model(
 
 def _arrays(log: PurchaseLog, events: Interactions, signals: Signals) -> dict[str, np.ndarray]:
     meta = item_metadata(log.table, events.items)
+    together = basket_pairs(log.table["basket"], events.item, len(events.items))
     return {
+        "item_baskets": together.item_baskets,
+        **csr_arrays("together", together.pairs),
         "users": events.users.ids,
         "items": events.items.ids,
         "user_factors": signals.factors.user_factors,
@@ -87,6 +92,7 @@ def _arrays(log: PurchaseLog, events: Interactions, signals: Signals) -> dict[st
         "item_price": meta["price"],
         **csr_arrays("history_counts", signals.history.counts),
         **csr_arrays("history_last_time", signals.history.last_time),
+        **csr_arrays("history_first_time", signals.history.first_time),
         **csr_arrays("similarity", signals.knn.similarity),
     }
 
@@ -116,6 +122,7 @@ def _manifest(
             "rows_kept": log.report.rows_kept,
             "users": log.report.users,
             "items": log.report.items,
+            "baskets": log.report.baskets,
         },
         "load_report": report,
         "evaluation": None

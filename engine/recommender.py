@@ -1,0 +1,355 @@
+"""Per-request recommendations: the model, the visitor's live session and the business rules.
+
+A request combines what the model knows of the customer (if the visitor is one) with the
+session's events folded into the latent space at request time, applies the rules, and falls
+back to trending and popular items where it knows too little. CPU only and synchronous: the
+API calls it after fetching the profile, so nothing here waits on I/O.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from engine.model import Model
+from engine.profiles import Profile, RecentEvent
+from engine.session import FoldIn, session_weights
+
+
+@dataclass(frozen=True)
+class Query:
+    """What the storefront asks for; every field is optional but ``k``."""
+
+    k: int = 10
+    offset: int = 0  # pagination: skip this many items of the full ranking
+    customer_id: str | None = None  # overrides the customer linked to the visitor's profile
+    context_item: str | None = None  # the product page being shown
+    include_categories: frozenset[str] = frozenset()  # empty: every category
+    exclude_categories: frozenset[str] = frozenset()
+    min_price: float | None = None
+    max_price: float | None = None
+    boost: Mapping[str, float] = field(default_factory=dict)  # item id -> score multiplier
+    pin: tuple[str, ...] = ()  # items placed first, in this order (if they pass the filters)
+    max_per_category: int | None = None  # diversity cap (relaxed only to fill k)
+
+
+@dataclass(frozen=True)
+class Recommended:
+    item_id: str
+    score: float
+    reason: str
+    description: str
+    category: str
+    price: float | None
+
+
+@dataclass(frozen=True)
+class Recommendations:
+    items: list[Recommended]
+    strategy: str  # "customer", "customer+session", "session" or "trending"
+    model_version: str
+
+
+class Recommender:
+    """Ranks items for one request; one instance per loaded model (swapped on reload).
+
+    Everything that does not depend on the request (the fold-in's Gram matrix, category codes,
+    unit-length item factors) is computed here, once, at load time.
+    """
+
+    def __init__(self, model: Model) -> None:
+        self.model = model
+        items = model.scorer.factors.item_factors
+        self._foldin = FoldIn(items, model.regularization, model.confidence_scale)
+        norms = np.linalg.norm(items, axis=1, keepdims=True)
+        self._unit = np.divide(items, norms, out=np.zeros_like(items), where=norms > 0)
+        self._category_names, self._category_codes = np.unique(model.category, return_inverse=True)
+        self._trending_rank = np.log1p(model.trending_scores)
+
+    @property
+    def version(self) -> str:
+        return self.model.version
+
+    def knows(self, item_id: str) -> bool:
+        return item_id in self.model.items
+
+    def recommend(
+        self,
+        query: Query,
+        profile: Profile,
+        unavailable: frozenset[str] = frozenset(),
+        now: float | None = None,
+    ) -> Recommendations:
+        """The page of items for a visitor (``profile`` may be empty)."""
+        now = time.time() if now is None else now
+        model = self.model
+        customer = query.customer_id or profile.customer_id
+        row = None if customer is None else model.users.index(customer)
+        events = list(profile.recent)
+        context = None if query.context_item is None else model.items.index(query.context_item)
+        if query.context_item is not None:
+            events.append(RecentEvent(query.context_item, "add_to_cart", now))
+        session_items, session_w = session_weights(events, model.items, now)
+        if row is None and len(session_items) == 0:
+            scores = self._trending_rank.copy()
+            strategy = "trending"
+        else:
+            vector = self._foldin.user_vector(session_items, session_w)
+            scores = model.scorer.score_visitor(row, vector, session_items, session_w, int(now))
+            strategy = "session" if row is None else "customer"
+            if row is not None and len(session_items):
+                strategy = "customer+session"
+        allowed = self._allowed(query, profile, unavailable, row, context, now)
+        allowed[session_items] = False  # seen this session: "recently viewed" shows those
+        for item_id, factor in query.boost.items():
+            index = model.items.index(item_id)
+            if index is not None and factor > 0:
+                scores[index] += np.log(factor)  # scores are log-odds-like: x factor on the odds
+        picked = self._select(scores, allowed, query)
+        explain = _Explainer(self, row, session_items, context, now, strategy)
+        pinned = set(self._pins(query, allowed))
+        return Recommendations(
+            items=[
+                self._item(i, float(scores[i]), "featured" if i in pinned else explain(i))
+                for i in picked
+            ],
+            strategy=strategy,
+            model_version=model.version,
+        )
+
+    def similar(
+        self, item_id: str, k: int, unavailable: frozenset[str] = frozenset()
+    ) -> list[Recommended]:
+        """Items most like ``item_id`` in the model's latent space; KeyError if unknown."""
+        index = self._index(item_id)
+        scores = self._unit @ self._unit[index]
+        allowed = self._available(unavailable)
+        allowed[index] = False
+        picked = _top(scores, allowed, k)
+        name = self.model.description[index] or item_id
+        return [self._item(i, float(scores[i]), f"similar to {name}") for i in picked]
+
+    def bought_together(
+        self, item_id: str, k: int, unavailable: frozenset[str] = frozenset()
+    ) -> list[Recommended]:
+        """Items bought in the same baskets as ``item_id``, by confidence P(other | this)."""
+        index = self._index(item_id)
+        model = self.model
+        lo, hi = model.together.indptr[index], model.together.indptr[index + 1]
+        partners = model.together.indices[lo:hi]
+        support = model.together.data[lo:hi]
+        confidence = support / max(float(model.item_baskets[index]), 1.0)
+        keep = self._available(unavailable)[partners]
+        order = np.argsort(-confidence[keep], kind="stable")[:k]
+        out = []
+        for j, sup, conf in zip(
+            partners[keep][order], support[keep][order], confidence[keep][order], strict=True
+        ):
+            reason = f"bought together in {int(sup)} baskets, lift {self._lift(index, j):.1f}"
+            out.append(self._item(int(j), float(conf), reason))
+        return out
+
+    def trending(
+        self,
+        k: int,
+        live: Sequence[tuple[str, float]] = (),
+        unavailable: frozenset[str] = frozenset(),
+    ) -> list[Recommended]:
+        """Live trending counts from the store first, then the model's trending and popular."""
+        allowed = self._available(unavailable)
+        out: list[Recommended] = []
+        for item_id, count in live:
+            index = self.model.items.index(item_id)
+            if index is None or not allowed[index] or len(out) == k:
+                continue
+            allowed[index] = False
+            out.append(self._item(index, float(count), f"trending: {int(count)} recent events"))
+        explain = _Explainer(self, None, np.empty(0, np.int64), None, time.time(), "trending")
+        for index in _top(self._trending_rank, allowed, k - len(out)):
+            out.append(self._item(index, float(self._trending_rank[index]), explain(index)))
+        return out
+
+    def _allowed(
+        self,
+        query: Query,
+        profile: Profile,
+        unavailable: frozenset[str],
+        row: int | None,
+        context: int | None,
+        now: float,
+    ) -> np.ndarray:
+        """Hard rules as a mask: what may be shown at all."""
+        model = self.model
+        allowed = self._available(unavailable)
+        if row is not None:
+            bought = model.scorer.history.items_of(row)
+            allowed[bought] = False
+            allowed[model.scorer.history.due(row, now)] = True  # buy-again: due items return
+            allowed &= self._available(unavailable)
+        allowed[_known(model, profile.bought)] = False
+        if context is not None:
+            allowed[context] = False
+        if query.include_categories:
+            allowed &= np.isin(self._category_codes, self._codes(query.include_categories))
+        if query.exclude_categories:
+            allowed &= ~np.isin(self._category_codes, self._codes(query.exclude_categories))
+        if query.min_price is not None:
+            allowed &= model.price >= query.min_price  # NaN prices fail both comparisons
+        if query.max_price is not None:
+            allowed &= model.price <= query.max_price
+        return allowed
+
+    def _select(self, scores: np.ndarray, allowed: np.ndarray, query: Query) -> list[int]:
+        """Pins, then the best allowed items under the diversity cap, then one page of them."""
+        need = query.offset + query.k
+        pins = self._pins(query, allowed)
+        taken = np.zeros(len(scores), dtype=bool)
+        taken[pins] = True
+        cap = query.max_per_category
+        # A few times the page is plenty of candidates unless the cap bites; then rank all.
+        candidates = _top(scores, allowed & ~taken, need * (4 if cap else 1))
+        ranking = _diversify(candidates, self._category_codes, cap, need - len(pins))
+        if cap and len(ranking) < need - len(pins) and len(candidates) < allowed.sum():
+            ranking = _diversify(
+                _top(scores, allowed & ~taken, int(allowed.sum())), self._category_codes, cap,
+                need - len(pins),
+            )  # fmt: skip
+        return [*pins, *ranking][query.offset : need]
+
+    def _pins(self, query: Query, allowed: np.ndarray) -> list[int]:
+        pins: list[int] = []
+        for item_id in query.pin:
+            index = self.model.items.index(item_id)
+            if index is not None and allowed[index] and index not in pins:
+                pins.append(index)
+        return pins
+
+    def _available(self, unavailable: frozenset[str]) -> np.ndarray:
+        allowed = np.ones(len(self.model.items), dtype=bool)
+        allowed[_known(self.model, unavailable)] = False
+        return allowed
+
+    def _codes(self, categories: frozenset[str]) -> np.ndarray:
+        return np.flatnonzero(np.isin(self._category_names, list(categories)))
+
+    def _index(self, item_id: str) -> int:
+        index = self.model.items.index(item_id)
+        if index is None:
+            raise KeyError(item_id)
+        return index
+
+    def _lift(self, a: int, b: int) -> float:
+        model = self.model
+        lo, hi = model.together.indptr[a], model.together.indptr[a + 1]
+        where = np.searchsorted(model.together.indices[lo:hi], b)
+        if where == hi - lo or model.together.indices[lo + where] != b:
+            return 0.0
+        support = float(model.together.data[lo + where])
+        return support * model.baskets / float(model.item_baskets[a] * model.item_baskets[b])
+
+    def _item(self, index: int, score: float, reason: str) -> Recommended:
+        model = self.model
+        price = float(model.price[index])
+        return Recommended(
+            item_id=str(model.items.ids[index]),
+            score=score,
+            reason=reason,
+            description=str(model.description[index]),
+            category=str(model.category[index]),
+            price=None if np.isnan(price) else price,
+        )
+
+
+class _Explainer:
+    """Says why an item was chosen, for the few items of one page."""
+
+    def __init__(
+        self,
+        recommender: Recommender,
+        row: int | None,
+        session_items: np.ndarray,
+        context: int | None,
+        now: float,
+        strategy: str,
+    ) -> None:
+        self._rec = recommender
+        self._model = recommender.model
+        self._row = row
+        self._session = session_items
+        self._context = context
+        self._now = now
+        self._strategy = strategy
+        history = self._model.scorer.history
+        self._bought: dict[int, float] = {}
+        if row is not None:
+            self._bought = dict(
+                zip(history.items_of(row).tolist(), history.counts[row].data.tolist(), strict=True)
+            )
+
+    def __call__(self, item: int) -> str:
+        model = self._model
+        times = self._bought.get(item)
+        if times is not None:
+            return f"you bought it {int(times)} time{'s' if times != 1 else ''} before"
+        if self._context is not None and self._rec._lift(self._context, item) > 0:
+            name = model.description[self._context] or model.items.ids[self._context]
+            return f"often bought together with {name}"
+        source = self._closest_session_item(item)
+        if source is not None:
+            return f"because you viewed {model.description[source] or model.items.ids[source]}"
+        if self._strategy == "trending":
+            recent = int(model.scorer.trending[item])
+            if recent:
+                return f"trending: {recent} customers bought it recently"
+            return "popular"
+        return "customers who buy what you buy chose it"
+
+    def _closest_session_item(self, item: int) -> int | None:
+        similarity = self._model.scorer.knn.similarity
+        best, best_value = None, 0.0
+        for source in self._session.tolist():
+            lo, hi = similarity.indptr[source], similarity.indptr[source + 1]
+            hit = np.flatnonzero(similarity.indices[lo:hi] == item)
+            if len(hit) and similarity.data[lo + hit[0]] > best_value:
+                best, best_value = source, float(similarity.data[lo + hit[0]])
+        return best
+
+
+def _top(scores: np.ndarray, allowed: np.ndarray, n: int) -> list[int]:
+    """Indices of the ``n`` best allowed scores, best first."""
+    candidates = np.flatnonzero(allowed)
+    if n <= 0 or len(candidates) == 0:
+        return []
+    values = scores[candidates]
+    if n < len(candidates):
+        part = np.argpartition(-values, n - 1)[:n]
+        candidates, values = candidates[part], values[part]
+    return candidates[np.argsort(-values, kind="stable")].tolist()
+
+
+def _diversify(ranked: list[int], categories: np.ndarray, cap: int | None, n: int) -> list[int]:
+    """At most ``cap`` items per category, in rank order; if that leaves fewer than ``n``,
+    the skipped items fill the rest in rank order (never fewer items than the catalog has)."""
+    if cap is None:
+        return ranked[:n]
+    kept: list[int] = []
+    skipped: list[int] = []
+    per_category: dict[int, int] = {}
+    for item in ranked:
+        category = int(categories[item])
+        if per_category.get(category, 0) < cap:
+            per_category[category] = per_category.get(category, 0) + 1
+            kept.append(item)
+            if len(kept) == n:
+                return kept
+        else:
+            skipped.append(item)
+    return [*kept, *skipped][:n]
+
+
+def _known(model: Model, item_ids: frozenset[str]) -> np.ndarray:
+    indices = model.items.indices(item_ids)
+    return indices[indices >= 0]
