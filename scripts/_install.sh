@@ -6,4 +6,28 @@ install_engine() {
     fi
     .venv/bin/python -m pip install --quiet --upgrade pip
     .venv/bin/python -m pip install --quiet -e "$1"
+    ensure_redis_server
+}
+
+# The Redis tests start their own private redis-server, so only the binary is needed.
+# Installs it with apt when running as root; otherwise says how to proceed.
+ensure_redis_server() {
+    command -v redis-server >/dev/null 2>&1 && return 0
+    if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+        echo "redis-server not found: install it, or set PERSONALIZE_SKIP_REDIS=1" \
+            "to skip the Redis tests" >&2
+        return 0
+    fi
+    # policy-rc.d answering 101 keeps the package from starting the system service on 6379.
+    local policy=/usr/sbin/policy-rc.d created="" status=0
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && created=1
+    fi
+    if ! { DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            redis-server >/dev/null; }; then
+        status=1
+    fi
+    if [ -n "$created" ]; then rm -f "$policy"; fi
+    return "$status"
 }

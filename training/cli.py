@@ -1,7 +1,8 @@
-"""``personalize``: the command line of the engine (train, evaluate, inspect models).
+"""The trainer's commands of ``personalize``: train, evaluate, models, publish, recommend,
+generate-shop. ``personalize.cli`` assembles them with the serving commands.
 
-Every failure a user can cause (a bad log, a damaged artifact, an impossible split, a bad flag)
-ends in one line on stderr and exit status 2, never a traceback.
+Handlers raise LogError, ArtifactError or ValueError for anything a user can get wrong; the
+entry point turns those into one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -10,49 +11,31 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from engine.artifacts import ArtifactError, current_version, list_versions, publish
+from engine.artifacts import current_version, list_versions, publish
 from engine.matrix import Weighting
 from engine.model import load_model
 from engine.profiles import Profile
 from engine.recommender import Query, Recommender
 from training.dataset import interactions_from_table
 from training.evaluate import evaluate, format_table
-from training.logs import PRESETS, LogError, PurchaseLog, read_purchase_log, resolve_format
+from training.logs import PRESETS, PurchaseLog, read_purchase_log, resolve_format
 from training.params import FactorParams, FusionParams, KnnParams, ModelParams
 from training.pipeline import train_model
 from training.settings import TrainerSettings
 from training.synthetic import ShopSpec, generate_shop, write_log
 
-EXIT_USAGE = 2
+Handler = Callable[[argparse.Namespace], int]
+Subparsers = argparse._SubParsersAction  # argparse exposes no public name for it
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        settings = _settings(args)
-        return int(args.handler(args, settings))
-    except (LogError, ArtifactError, ValueError) as exc:
-        message = _one_line(exc)
-    except KeyboardInterrupt:
-        message = "interrupted"
-    print(f"personalize: error: {message}", file=sys.stderr)
-    return EXIT_USAGE
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="personalize",
-        description="Real-time personalization engine: train, evaluate and inspect models.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def register(sub: Subparsers) -> None:
+    """Add the training commands to the ``personalize`` parser."""
     train = sub.add_parser(
         "train",
         help="train on a purchase log and write a versioned model",
@@ -76,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="write the version but leave 'current' where it is",
     )
-    train.set_defaults(handler=_train)
+    train.set_defaults(handler=_with_settings(_train))
 
     ev = sub.add_parser(
         "evaluate",
@@ -93,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help='print one JSON object {"model", "baselines", "data"} instead of tables',
     )
-    ev.set_defaults(handler=_evaluate)
+    ev.set_defaults(handler=_with_settings(_evaluate))
 
     models = sub.add_parser(
         "models",
@@ -101,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="List the versions under a models directory.",
     )
     models.add_argument("--models", dest="models_dir", type=Path, help="models directory")
-    models.set_defaults(handler=_models)
+    models.set_defaults(handler=_with_settings(_models))
 
     pub = sub.add_parser(
         "publish",
@@ -110,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pub.add_argument("version", help="version directory name, as listed by 'personalize models'")
     pub.add_argument("--models", dest="models_dir", type=Path, help="models directory")
-    pub.set_defaults(handler=_publish)
+    pub.set_defaults(handler=_with_settings(_publish))
 
     gen = sub.add_parser(
         "generate-shop",
@@ -133,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
         gen.add_argument(
             f"--{name}", type=int, default=default, help=f"{help_text} (default {default})"
         )
-    gen.set_defaults(handler=_generate_shop)
+    gen.set_defaults(handler=_with_settings(_generate_shop))
 
     rec = sub.add_parser(
         "recommend",
@@ -146,8 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rec.add_argument("--customer", help="customer id; omit for an anonymous visitor")
     rec.add_argument("-k", type=int, default=10, help="how many items (default 10)")
-    rec.set_defaults(handler=_recommend)
-    return parser
+    rec.set_defaults(handler=_with_settings(_recommend))
+
+
+def _with_settings(handler: Callable[[argparse.Namespace, TrainerSettings], int]) -> Handler:
+    """Build the settings from environment and flags before the handler runs."""
+    return lambda args: handler(args, _settings(args))
 
 
 def _log_args(p: argparse.ArgumentParser) -> None:
@@ -341,15 +328,7 @@ def _say(settings: TrainerSettings, line: str) -> None:
         print(line, file=sys.stderr)
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
 def _validation_message(exc: ValidationError) -> str:
     return "; ".join(
         f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
     )
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -106,23 +106,55 @@ class RepeatAwareScorer:
         """(n_items,) scores for one visitor: a known customer (``user``) or an anonymous one
         (None), with their live session added.
 
-        The fused part is the customer's own score (their latent vector, history and kNN from
-        their purchases; the item prior alone for an anonymous visitor). The live session then
-        adds a term of its own: its folded-in vector's scores and the kNN scores of its items,
-        each scaled to [0, 1] and weighted by ``session_strength``. The fusion weights were fitted
-        on purchase histories, where trends and habits dominate; without this term a visitor's
-        clicks would barely move a list led by what is trending.
+        The fused part is the customer's own score, equal to ``score([user])`` (the item prior
+        alone for an anonymous visitor). The live session then adds a term of its own: its
+        folded-in vector's scores and the kNN scores of its items, each scaled to [0, 1] and
+        weighted by ``session_strength``. The fusion weights were fitted on purchase histories,
+        where trends and habits dominate; without this term a visitor's clicks would barely move
+        a list led by what is trending.
+
+        Per request only the similarity rows of the visitor's own items are read (a gather, not
+        a product with the whole item x item matrix), so the cost follows the visitor's history,
+        not the catalog's neighbourhood graph.
         """
-        known = user is not None
-        scores = self.score(np.array([user]), as_of)[0] if known else self._item_prior.copy()
-        if len(session_items) == 0:
-            return scores
-        source = np.zeros(self.n_items, dtype=np.float32)
-        source[session_items] = session_weights
-        session = _unit_range(self.factors.item_factors @ session_vector.astype(np.float32))
-        session += _unit_range(np.asarray(self.knn.similarity.T @ source, dtype=np.float32))
-        scores += (self.session_strength / 2.0) * session
+        w = self._w
+        scores = self._item_prior.copy()
+        factors = self.factors.item_factors
+        if user is not None:
+            counts = self.history.counts
+            lo, hi = counts.indptr[user], counts.indptr[user + 1]
+            bought, n_bought = counts.indices[lo:hi], counts.data[lo:hi]
+            scores += w[5] * (factors @ self.factors.user_factors[user])
+            if w[6]:
+                scores += w[6] * _scaled_to_max(self._knn_gather(bought, n_bought))
+            age_days = np.maximum(as_of - self.history.last_time.data[lo:hi], 0.0)
+            recency = np.exp2(-age_days / SECONDS_PER_DAY / RECENCY_HALF_LIFE_DAYS)
+            scores[bought] += w[0] * np.log1p(n_bought) + w[1] + w[2] * recency
+        if len(session_items):
+            session = _unit_range(factors @ session_vector.astype(np.float32))
+            session += _unit_range(self._knn_gather(session_items, session_weights))
+            scores += (self.session_strength / 2.0) * session
         return scores
+
+    def _knn_gather(self, items: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """sum_i weights_i * similarity[items_i, :] as a dense row."""
+        similarity = self.knn.similarity
+        starts = similarity.indptr[items]
+        lengths = similarity.indptr[items + 1] - starts
+        total = int(lengths.sum())
+        if total == 0:
+            return np.zeros(self.n_items, dtype=np.float32)
+        if total > similarity.nnz // 8:
+            # A long history touches much of the matrix: one sparse product is cheaper.
+            dense = np.zeros(self.n_items, dtype=np.float32)
+            dense[items] = weights
+            return np.asarray(similarity.T @ dense, dtype=np.float32)
+        # Positions of every entry of the selected rows, without a Python loop.
+        offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
+        positions = np.arange(total) + offsets
+        contributions = similarity.data[positions] * np.repeat(weights, lengths)
+        summed = np.bincount(similarity.indices[positions], contributions, self.n_items)
+        return summed.astype(np.float32)
 
     def _history_entries(
         self, users: np.ndarray, as_of: int
@@ -139,6 +171,11 @@ class RepeatAwareScorer:
         top = knn.max(axis=1, keepdims=True)
         np.divide(knn, top, out=knn, where=top > 0)
         return knn
+
+
+def _scaled_to_max(values: np.ndarray) -> np.ndarray:
+    top = float(values.max(initial=0.0))
+    return values / top if top > 0 else values
 
 
 def _unit_range(values: np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ import pytest
 
 from engine.artifacts import current_version, list_versions
 from engine.model import load_model
-from training.cli import main
+from personalize.cli import main
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -175,9 +175,19 @@ def test_damaged_model_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[
 
 
 def test_console_script_help_for_every_command() -> None:
-    for command in ([], ["train"], ["evaluate"], ["models"], ["publish"], ["recommend"]):
+    commands = (
+        "train",
+        "evaluate",
+        "models",
+        "publish",
+        "recommend",
+        "generate-shop",
+        "demo",
+        "serve",
+    )
+    for command in ([], *([name] for name in commands)):
         done = subprocess.run(
-            [sys.executable, "-m", "training.cli", *command, "--help"],
+            [sys.executable, "-m", "personalize", *command, "--help"],
             capture_output=True, text=True, check=False,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr

@@ -1,0 +1,116 @@
+"""Compute per recommendation request, without HTTP or the store, on one thread.
+
+    python -m benchmarks.recommend_compute [--models DIR] [--requests N] [--json OUT]
+
+Trains the default model on the shared Online Retail log when ``--models`` is not given. Each
+case is timed per call (median and 99th percentile over ``--requests`` calls) with BLAS and
+OpenMP limited to one thread, as in a serving worker:
+
+* ``anonymous, 5 clicks``: fold-in of a 5-click session + scoring + rules + top-10;
+* ``customer, 5 clicks``: a known customer with the median history: fused score + the
+  session term + rules; ``customer, 20 clicks``; ``customer, diversity cap`` (max 2 per
+  category); ``heaviest customer``: the customer with the longest history;
+* floors in the same run: one ``item_factors @ vector`` product and one top-10 selection over
+  the catalog, the two operations no ranking can skip.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from engine.model import Model, load_model
+from engine.profiles import Profile, RecentEvent
+from engine.recommender import Query, Recommender
+from engine.scoring import top_k
+
+SHARED_RETAIL = Path(__file__).resolve().parents[2] / "shared/data/online-retail"
+
+
+def timed(fn: Callable[[], object], n: int) -> dict[str, float]:
+    for _ in range(min(50, n)):  # warm caches and page in the memory-mapped arrays
+        fn()
+    samples = np.empty(n)
+    for i in range(n):
+        start = time.perf_counter()
+        fn()
+        samples[i] = time.perf_counter() - start
+    return {
+        "p50_ms": float(np.percentile(samples, 50) * 1e3),
+        "p99_ms": float(np.percentile(samples, 99) * 1e3),
+    }
+
+
+def session(model: Model, clicks: int, rng: np.random.Generator, now: float) -> Profile:
+    popular = np.argsort(-model.scorer.popularity)[:500]
+    items = model.items.ids[rng.choice(popular, clicks, replace=False)]
+    recent = tuple(RecentEvent(str(i), "click", now - 60 * n) for n, i in enumerate(items))
+    return Profile(visitor_id="bench", recent=recent)
+
+
+def run(model: Model, requests: int) -> dict[str, Any]:
+    rec = Recommender(model)
+    rng = np.random.default_rng(0)
+    now = float(model.as_of)
+    sizes = np.diff(model.scorer.history.counts.indptr)
+    typical = str(model.users.ids[int(np.argsort(sizes)[len(sizes) // 2])])  # median history
+    heaviest = str(model.users.ids[int(np.argmax(sizes))])
+    five, twenty = session(model, 5, rng, now), session(model, 20, rng, now)
+    vector = np.ones(model.scorer.factors.item_factors.shape[1], dtype=np.float32)
+    scores = model.scorer.factors.item_factors @ vector
+    cases = {
+        "anonymous, 5 clicks": lambda: rec.recommend(Query(k=10), five, now=now),
+        "customer, 5 clicks": lambda: rec.recommend(
+            Query(k=10, customer_id=typical), five, now=now
+        ),
+        "customer, 20 clicks": lambda: rec.recommend(
+            Query(k=10, customer_id=typical), twenty, now=now
+        ),
+        "customer, diversity cap": lambda: rec.recommend(
+            Query(k=10, customer_id=typical, max_per_category=2), five, now=now
+        ),
+        "heaviest customer, 5 clicks": lambda: rec.recommend(
+            Query(k=10, customer_id=heaviest), five, now=now
+        ),
+        "floor: factors @ vector": lambda: model.scorer.factors.item_factors @ vector,
+        "floor: top-10 selection": lambda: top_k(scores[None, :].copy(), 10),
+    }
+    with threadpool_limits(1):
+        results = {name: timed(fn, requests) for name, fn in cases.items()}
+    return {"model": model.version, "items": len(model.items), "requests": requests,
+            "cases": results}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", type=Path, help="a models directory (default: train one)")
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    if args.models is None:
+        from training.logs import PRESETS, read_purchase_log
+        from training.params import ModelParams
+        from training.pipeline import train_model
+
+        log = read_purchase_log(SHARED_RETAIL / "online_retail.csv.gz", PRESETS["online-retail"])
+        args.models = Path(tempfile.mkdtemp(prefix="bench-models-"))
+        train_model(log, ModelParams(), models_dir=args.models, run_evaluation=False)
+    result = run(load_model(args.models), args.requests)
+    print(f"{result['items']} items, {result['requests']} calls per case, one thread")
+    for name, stats in result["cases"].items():
+        print(f"{name:<28} p50 {stats['p50_ms']:7.3f} ms   p99 {stats['p99_ms']:7.3f} ms")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
