@@ -1,6 +1,7 @@
 """Shared pytest fixtures."""
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,3 +19,16 @@ def shared_data() -> Path:
             "set PERSONALIZE_SHARED_DATA or place shared/data beside the checkout"
         )
     return folder
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a private redis-server started for this test session (never the machine's Redis).
+
+    Tests share it, so each must isolate itself with its own key prefix (or FLUSHDB it: it is
+    ours). Fails without redis-server unless PERSONALIZE_SKIP_REDIS=1, which skips instead.
+    """
+    from redis_server import running_redis
+
+    with running_redis(tmp_path_factory.mktemp("redis")) as server:
+        yield server.url

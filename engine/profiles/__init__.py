@@ -12,15 +12,21 @@ from engine.profiles.base import (
     StoreUnavailableError,
     valid_id,
 )
+from engine.profiles.keys import Keys
+from engine.profiles.memory import MemoryProfileStore
+from engine.profiles.redis import RedisProfileStore
 
 __all__ = [
     "EVENT_TYPES",
     "ID_PATTERN",
     "Event",
     "EventType",
+    "Keys",
+    "MemoryProfileStore",
     "Profile",
     "ProfileStore",
     "RecentEvent",
+    "RedisProfileStore",
     "StoreLimits",
     "StoreUnavailableError",
     "valid_id",

@@ -1,0 +1,353 @@
+"""The production profile store: Redis through redis.asyncio (hiredis parser when installed).
+
+Recording is one round trip per :meth:`RedisProfileStore.record` call, whatever the batch size:
+one pipeline holding, per event, an ``EVALSHA`` of the global script (idempotency marker, stream,
+trending) and one of the visitor script (recent list, counters, bought set, TTLs). Both scripts
+are shipped as files beside this module and are atomic; the visitor script is idempotent on its
+own, so resending a pipeline after a lost reply never double-counts.
+
+Every Redis failure surfaces as :class:`~engine.profiles.base.StoreUnavailableError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from importlib.resources import files
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError, RedisError
+
+from engine.profiles.base import (
+    EVENT_TYPES,
+    Event,
+    EventType,
+    Profile,
+    RecentEvent,
+    StoreLimits,
+    StoreUnavailableError,
+    valid_id,
+)
+from engine.profiles.keys import Keys
+
+# The trending sum is scratch space: it only has to outlive the MULTI that reads it.
+_UNION_TTL_SECONDS = 10
+
+
+def _lua(name: str) -> str:
+    return files("engine.profiles").joinpath("lua", name).read_text(encoding="utf-8")
+
+
+def _text(value: Any) -> str:
+    """Accept clients built with or without ``decode_responses``."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _ts(timestamp: float) -> str:
+    # repr round-trips a float exactly; the scripts store the string as given.
+    return repr(float(timestamp))
+
+
+@contextlib.contextmanager
+def _unavailable(action: str) -> Iterator[None]:
+    """Turn any Redis or socket failure into the one error the API knows how to degrade on."""
+    try:
+        yield
+    except StoreUnavailableError:
+        raise
+    except (RedisError, OSError) as exc:
+        raise StoreUnavailableError(f"redis {action} failed: {exc}") from exc
+
+
+def parse_recent(entry: str) -> RecentEvent:
+    """Decode one recent-list entry ``"<event_id> <type> <item_id> <ts>"``."""
+    _event_id, etype, item_id, ts = entry.split(" ")
+    if etype not in EVENT_TYPES:
+        raise ValueError(f"unknown event type {etype!r} in recent entry")
+    kind: EventType = etype  # type: ignore[assignment]  # checked against EVENT_TYPES above
+    return RecentEvent(item_id=item_id, type=kind, timestamp=float(ts))
+
+
+def parse_profile(
+    visitor_id: str, recent: Sequence[Any], fields: Mapping[Any, Any], bought: Sequence[Any]
+) -> Profile:
+    """Build a :class:`Profile` from the raw LRANGE / HGETALL / SMEMBERS replies."""
+    data = {_text(k): _text(v) for k, v in fields.items()}
+    counters = {name: int(data[f"n_{name}"]) for name in EVENT_TYPES if f"n_{name}" in data}
+    return Profile(
+        visitor_id=visitor_id,
+        customer_id=data.get("customer_id") or None,
+        recent=tuple(parse_recent(_text(entry)) for entry in recent),
+        counters=counters,
+        bought=frozenset(_text(item) for item in bought),
+        first_seen=float(data["first_seen"]) if "first_seen" in data else None,
+        last_seen=float(data["last_seen"]) if "last_seen" in data else None,
+    )
+
+
+class RedisProfileStore:
+    """Session profiles, trending, the event stream and availability in Redis.
+
+    Args:
+        client: a ``redis.asyncio.Redis`` (or cluster) client. Its retry policy decides how
+            often a failed command is retried before :class:`StoreUnavailableError`.
+        keys: the key layout (prefix); default prefix ``p13n:``.
+        limits: caps and TTLs of everything the store writes.
+        clock: epoch seconds; picks the trending bucket (injectable for tests).
+        owns_client: close the client in :meth:`close` (set by :meth:`from_url`).
+    """
+
+    def __init__(
+        self,
+        client: Redis,
+        keys: Keys | None = None,
+        limits: StoreLimits | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        owns_client: bool = False,
+    ) -> None:
+        self._redis = client
+        self._keys = keys or Keys()
+        self._limits = limits or StoreLimits()
+        self._clock = clock
+        self._owns_client = owns_client
+        # Script objects keep the source and its SHA; they are loaded lazily on NOSCRIPT.
+        self._global: AsyncScript = client.register_script(_lua("record_global.lua"))
+        self._visitor: AsyncScript = client.register_script(_lua("record_visitor.lua"))
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        keys: Keys | None = None,
+        limits: StoreLimits | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        socket_timeout: float = 1.0,
+        connect_timeout: float = 1.0,
+        retries: int = 2,
+        backoff_cap: float = 0.25,
+        max_connections: int | None = None,
+        health_check_interval: int = 30,
+    ) -> RedisProfileStore:
+        """A store owning a client that fails fast and reconnects by itself.
+
+        Timeouts are short because a personalization call should degrade (fall back to popular
+        items) rather than hang. Connection and timeout errors are retried ``retries`` times with
+        jittered exponential backoff; a dead pooled connection (Redis restarted) is dropped and
+        the retry reconnects, so the store recovers without being rebuilt. A resent write is
+        safe: the scripts are idempotent by event id (if a timed-out pipeline had in fact run,
+        the resend reports those events as seen before, but stores nothing twice).
+        """
+        client = Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=connect_timeout,
+            retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=backoff_cap), retries),
+            health_check_interval=health_check_interval,
+            max_connections=max_connections,
+        )
+        return cls(client, keys, limits, clock=clock, owns_client=True)
+
+    @property
+    def keys(self) -> Keys:
+        return self._keys
+
+    @property
+    def limits(self) -> StoreLimits:
+        return self._limits
+
+    # --- writes ---------------------------------------------------------------------------------
+
+    def _global_call(self, event: Event, bucket: int) -> tuple[AsyncScript, list[str], list[str]]:
+        limits = self._limits
+        keys = [self._keys.seen(event.event_id), self._keys.stream, self._keys.trending(bucket)]
+        args = [
+            str(limits.idempotency_ttl_seconds),
+            str(limits.stream_max_events),
+            # A bucket is summed for trending_buckets widths after it starts; each write
+            # pushes its expiry at least that far.
+            str(limits.trending_buckets * limits.trending_bucket_seconds),
+            event.event_id,
+            event.visitor_id,
+            event.customer_id or "",
+            event.item_id,
+            event.type,
+            _ts(event.timestamp),
+        ]
+        return self._global, keys, args
+
+    def _visitor_call(self, event: Event) -> tuple[AsyncScript, list[str], list[str]]:
+        args = [
+            event.event_id,
+            event.item_id,
+            event.type,
+            _ts(event.timestamp),
+            event.customer_id or "",
+            str(self._limits.recent_events),
+            str(self._limits.profile_ttl_seconds),
+        ]
+        return self._visitor, self._keys.visitor_keys(event.visitor_id), args
+
+    async def _run(self, calls: Sequence[tuple[AsyncScript, list[str], list[str]]]) -> list[Any]:
+        """EVALSHA every call in one pipeline; on NOSCRIPT load the scripts and resend those.
+
+        redis-py's own pipeline support for Script objects sends SCRIPT EXISTS before every
+        execute, which would double the round trips of a click; here the steady state is one
+        round trip and a server that lost its scripts (restart, SCRIPT FLUSH) costs one more.
+        Only the calls that answered NOSCRIPT are resent: a call that ran is never run again,
+        so a global verdict of 1 is not turned into 0 by our own retry.
+        """
+        results: list[Any] = [None] * len(calls)
+        pending = list(range(len(calls)))
+        for _attempt in range(2):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for i in pending:
+                    script, keys, args = calls[i]
+                    pipe.evalsha(script.sha, len(keys), *keys, *args)
+                replies = await pipe.execute(raise_on_error=False)
+            missing: list[int] = []
+            for i, reply in zip(pending, replies, strict=True):
+                if isinstance(reply, NoScriptError):
+                    missing.append(i)
+                elif isinstance(reply, Exception):
+                    raise reply
+                else:
+                    results[i] = reply
+            if not missing:
+                return results
+            for script in {calls[i][0] for i in missing}:
+                script.sha = _text(await self._redis.script_load(script.script))
+            pending = missing
+        raise StoreUnavailableError("redis kept answering NOSCRIPT after loading the scripts")
+
+    async def record(self, events: Sequence[Event]) -> list[bool]:
+        """Store events in one round trip; per event, True if its id was new."""
+        if not events:
+            return []
+        bucket = int(self._clock() // self._limits.trending_bucket_seconds)
+        calls: list[tuple[AsyncScript, list[str], list[str]]] = []
+        for event in events:
+            # The visitor part always runs, even for a repeated id: if an earlier attempt stored
+            # the global part but lost the visitor part, this completes it (and it is a no-op
+            # when the visitor part was stored).
+            calls.append(self._global_call(event, bucket))
+            calls.append(self._visitor_call(event))
+        with _unavailable("record"):
+            results = await self._run(calls)
+        return [bool(int(verdict)) for verdict in results[0::2]]
+
+    async def _apply_visitor(self, event: Event) -> bool:
+        """Run only the visitor script (what a retry after a partial failure does)."""
+        with _unavailable("record"):
+            (applied,) = await self._run([self._visitor_call(event)])
+        return bool(int(applied))
+
+    async def set_availability(self, item_ids: Sequence[str], available: bool) -> None:
+        """Mark items available again (remove) or unavailable (add); takes effect at once."""
+        items = list(item_ids)
+        for item in items:
+            if not valid_id(item):
+                raise ValueError(f"item_id {item!r} is not a valid id")
+        if not items:
+            return
+        with _unavailable("set_availability"):
+            if available:
+                await self._redis.srem(self._keys.unavailable, *items)
+            else:
+                await self._redis.sadd(self._keys.unavailable, *items)
+
+    async def erase(self, visitor_id: str) -> int:
+        """Delete the visitor's keys by name (UNLINK frees memory off the main thread)."""
+        keys = self._keys.visitor_keys(visitor_id)
+        with _unavailable("erase"):
+            return int(await self._redis.unlink(*keys))
+
+    # --- reads ----------------------------------------------------------------------------------
+
+    async def profile(self, visitor_id: str) -> Profile:
+        recent, profile, bought = self._keys.visitor_keys(visitor_id)
+        with _unavailable("profile"):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.lrange(recent, 0, self._limits.recent_events - 1)
+                pipe.hgetall(profile)
+                pipe.smembers(bought)
+                entries, fields, items = await pipe.execute()
+        return parse_profile(visitor_id, entries, fields, items)
+
+    async def context(self, visitor_id: str) -> tuple[Profile, frozenset[str]]:
+        """Profile and unavailable items in one round trip.
+
+        A plain pipeline, not MULTI: the visitor's keys and the global set live in different
+        cluster slots. Each visitor key is written atomically by one script, so the worst a
+        concurrent click can do is show up in some of the replies and not yet in others.
+        """
+        recent, profile, bought = self._keys.visitor_keys(visitor_id)
+        with _unavailable("context"):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.lrange(recent, 0, self._limits.recent_events - 1)
+                pipe.hgetall(profile)
+                pipe.smembers(bought)
+                pipe.smembers(self._keys.unavailable)
+                entries, fields, items, unavailable = await pipe.execute()
+        return (
+            parse_profile(visitor_id, entries, fields, items),
+            frozenset(_text(item) for item in unavailable),
+        )
+
+    async def trending(self, limit: int) -> list[tuple[str, float]]:
+        """Sum the window's buckets server-side and read only the top ``limit``.
+
+        ZUNIONSTORE into a scratch key (short TTL) instead of ZUNION, so a large catalog never
+        crosses the wire; MULTI keeps concurrent callers from reading each other's scratch key.
+        """
+        if limit <= 0:
+            return []
+        limits = self._limits
+        current = int(self._clock() // limits.trending_bucket_seconds)
+        buckets = [
+            self._keys.trending(b)
+            for b in range(current - limits.trending_buckets + 1, current + 1)
+        ]
+        union = self._keys.trending_union
+        with _unavailable("trending"):
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.zunionstore(union, buckets)
+                pipe.expire(union, _UNION_TTL_SECONDS)
+                pipe.zrevrange(union, 0, limit - 1, withscores=True)
+                _, _, top = await pipe.execute()
+        return [(_text(item), float(score)) for item, score in top]
+
+    async def unavailable(self) -> frozenset[str]:
+        with _unavailable("unavailable"):
+            members = await self._redis.smembers(self._keys.unavailable)
+        return frozenset(_text(item) for item in members)
+
+    async def events(self, count: int) -> list[dict[str, str]]:
+        """The newest ``count`` stream entries, oldest first (fields only, no stream ids)."""
+        if count <= 0:
+            return []
+        with _unavailable("events"):
+            entries = await self._redis.xrevrange(self._keys.stream, count=count)
+        return [
+            {_text(k): _text(v) for k, v in fields.items()}
+            for _id, fields in reversed(entries or [])
+            if fields  # XREVRANGE has no deleted entries, but the reply type allows them
+        ]
+
+    async def ping(self) -> bool:
+        """True if Redis answers; False instead of raising, for readiness probes."""
+        try:
+            return bool(await self._redis.ping())
+        except (RedisError, OSError):
+            return False
+
+    async def close(self) -> None:
+        if self._owns_client:
+            await self._redis.aclose()

@@ -1,0 +1,137 @@
+"""A private, throwaway redis-server for tests.
+
+Tests never touch the machine's Redis (6379 or any other): each server here listens on a free
+port on 127.0.0.1, persists nothing (``--save ''``, no AOF), keeps its files in a temporary
+directory and is terminated when the test (or the session) ends.
+
+Without a ``redis-server`` binary the tests fail with a clear message, unless
+``PERSONALIZE_SKIP_REDIS=1`` asks to skip them instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+SKIP_ENV = "PERSONALIZE_SKIP_REDIS"
+_START_TIMEOUT_SECONDS = 10.0
+
+
+def redis_server_binary() -> str:
+    """The redis-server path; fails (or skips, if PERSONALIZE_SKIP_REDIS=1) when missing."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        message = (
+            "redis-server not found on PATH: the Redis tests start a private server. "
+            "Install it (apt-get install redis-server, or scripts/_install.sh as root) "
+            f"or set {SKIP_ENV}=1 to skip these tests."
+        )
+        if os.environ.get(SKIP_ENV) == "1":
+            pytest.skip(message)
+        pytest.fail(message, pytrace=False)
+    return binary
+
+
+def free_port() -> int:
+    """A port nothing listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _pings(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+class RedisServer:
+    """One redis-server subprocess on a fixed port; can be stopped and started again."""
+
+    def __init__(self, directory: Path, port: int | None = None) -> None:
+        self.binary = redis_server_binary()
+        self.directory = directory
+        self.port = port if port is not None else free_port()
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def log(self) -> Path:
+        return self.directory / f"redis-{self.port}.log"
+
+    def start(self) -> None:
+        """Start the server and return once it answers PING."""
+        if self._process is not None:
+            raise RuntimeError("redis-server already running")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        command = [
+            self.binary,
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(self.directory),
+            "--daemonize", "no",
+            "--logfile", str(self.log),
+        ]  # fmt: skip
+        self._process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        deadline = time.monotonic() + _START_TIMEOUT_SECONDS
+        while not _pings(self.port):
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                stderr = self._reap()
+                log = self.log.read_text(errors="replace") if self.log.exists() else ""
+                raise RuntimeError(
+                    f"redis-server on port {self.port} did not start:\n{stderr}\n{log[-2000:]}"
+                )
+            time.sleep(0.02)
+
+    def _reap(self) -> str:
+        process, self._process = self._process, None
+        if process is None:
+            return ""
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        _, stderr = process.communicate()
+        return stderr.decode(errors="replace")
+
+    def stop(self) -> None:
+        """Terminate the server (SIGTERM; SIGKILL if it lingers) and wait for it to exit."""
+        self._reap()
+
+
+@contextmanager
+def running_redis(directory: Path, port: int | None = None) -> Iterator[RedisServer]:
+    """A started private server, stopped on exit; retries once if the free port was taken."""
+    server = RedisServer(directory, port)
+    try:
+        server.start()
+    except RuntimeError:
+        if port is not None:
+            raise
+        server = RedisServer(directory)
+        server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
