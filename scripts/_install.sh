@@ -6,10 +6,10 @@ install_engine() {
     fi
     .venv/bin/python -m pip install --quiet --upgrade pip
     .venv/bin/python -m pip install --quiet -e "$1"
-    ensure_redis_server
 }
 
-# The Redis tests start their own private redis-server, so only the binary is needed.
+# For the tests only (the demo needs no Redis): they start their own private redis-server,
+# so only the binary is needed.
 # Installs it with apt when running as root; otherwise says how to proceed.
 ensure_redis_server() {
     command -v redis-server >/dev/null 2>&1 && return 0

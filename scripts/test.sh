@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 . scripts/_install.sh
 install_engine ".[dev]"
+ensure_redis_server
 
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
