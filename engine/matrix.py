@@ -177,11 +177,14 @@ class PurchaseHistory:
 
     def due(self, user: int, now: float) -> np.ndarray:
         """Items of ``user`` due for re-purchase: bought at least twice, and the usual interval
-        between their purchases has passed since the last one."""
+        between their purchases has passed since the last one.
+
+        Two lines of one basket (one moment) are one purchase: such an item is not repeated.
+        """
         lo, hi = self.counts.indptr[user], self.counts.indptr[user + 1]
         count = self.counts.data[lo:hi]
         last = self.last_time.data[lo:hi]
         first = self.first_time.data[lo:hi]
-        repeated = count >= 2
+        repeated = (count >= 2) & (last > first)
         interval = np.divide(last - first, count - 1, out=np.zeros_like(last), where=repeated)
         return self.counts.indices[lo:hi][repeated & (now - last >= interval)]

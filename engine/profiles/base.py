@@ -22,7 +22,7 @@ _ID = re.compile(ID_PATTERN)
 
 
 def valid_id(value: str) -> bool:
-    return bool(_ID.match(value))
+    return _ID.fullmatch(value) is not None  # fullmatch: "$" alone would allow a final "\n"
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,11 @@
-"""Train on a synthetic purchase log, write the artifact, load it back and recommend."""
+"""Train on a synthetic purchase log, write the artifact, load it back and recommend from it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -13,6 +14,8 @@ import pytest
 from engine.artifacts import ArtifactError, load_artifact, write_artifact
 from engine.model import ALGORITHM, Model, load_model
 from engine.models import FEATURES
+from engine.profiles import Profile
+from engine.recommender import Query, Recommendations, Recommender
 from training.logs import LOG_SCHEMA, LoadReport, PurchaseLog
 from training.params import FactorParams, FusionParams, KnnParams, ModelParams
 from training.pipeline import train_model
@@ -140,9 +143,34 @@ def test_model_relies_on_the_repeat_signal(model: Model) -> None:
     assert weights["log_count"] > 0 or weights["bought"] > 0
 
 
+DAY = 86_400
+NEXT_FORTNIGHT = 14 * DAY  # every weekly staple is due again two weeks after the log ends
+
+
+def _recommend(
+    model: Model, customer: str | None, k: int, now: float | None = None, visitor: str = "v"
+) -> Recommendations:
+    """What the API serves a visitor linked to ``customer`` with no live session."""
+    return Recommender(model).recommend(
+        Query(k=k, customer_id=customer),
+        Profile(visitor_id=visitor),
+        now=model.as_of + NEXT_FORTNIGHT if now is None else now,
+    )
+
+
+def _bought_once(shop: Shop, customer: str) -> set[str]:
+    table = shop.log.table
+    items = [i for u, i in zip(table["user"].to_pylist(), table["item"].to_pylist(), strict=True)
+             if u == customer]  # fmt: skip
+    return {item for item in set(items) if items.count(item) == 1}
+
+
 def test_recommend_puts_the_heavy_repeat_item_first(model: Model, shop: Shop) -> None:
     for customer in ("c000", "c013", "c107", "c124"):
-        recs = model.recommend(customer, k=10)
+        result = _recommend(model, customer, k=10)
+        recs = result.items
+        assert result.strategy == "customer"
+        assert result.model_version == model.version
         assert len(recs) == 10
         assert len({r.item_id for r in recs}) == 10
         assert all(r.reason for r in recs)
@@ -151,33 +179,52 @@ def test_recommend_puts_the_heavy_repeat_item_first(model: Model, shop: Shop) ->
         assert first.item_id == shop.staple[customer], customer
         assert first.reason.startswith("you bought it ")
         assert first.description == f"product {first.item_id}"
+        assert first.category == f"group {first.item_id[0]}"
         assert first.price == pytest.approx(shop.price[first.item_id])
 
 
-def test_recommend_stays_within_the_customers_group(model: Model) -> None:
+def test_the_staple_is_not_offered_again_before_it_is_due(model: Model, shop: Shop) -> None:
+    # At the end of the log every staple was bought within the last week: not due yet.
+    for customer in ("c000", "c013", "c107", "c124"):
+        recs = _recommend(model, customer, k=10, now=model.as_of).items
+        assert shop.staple[customer] not in {r.item_id for r in recs}, customer
+
+
+def test_recommend_prefers_the_customers_group(model: Model) -> None:
     for customer, letter in (("c003", "A"), ("c118", "B")):
-        recs = model.recommend(customer, k=8)
-        assert all(r.item_id.startswith(letter) for r in recs), customer
+        recs = _recommend(model, customer, k=2 * N_GROUP_ITEMS).items
+        groups = [r.item_id[0] for r in recs]
+        # Whatever of their own group may be shown comes before anything of the other group.
+        assert groups[0] == letter, customer
+        assert groups == sorted(groups, key=lambda g: g != letter), customer
 
 
 def test_reasons_name_the_customers_own_purchases(model: Model, shop: Shop) -> None:
     customer = "c005"
-    for rec in model.recommend(customer, k=30):
+    for rec in _recommend(model, customer, k=30).items:
         if rec.item_id in shop.bought[customer]:
             assert rec.reason.startswith("you bought it ")
         else:
             assert rec.reason == "customers who buy what you buy chose it"
 
 
-def test_exclude_bought_never_returns_a_bought_item(model: Model, shop: Shop) -> None:
+def test_purchased_items_return_only_when_due(model: Model, shop: Shop) -> None:
     for customer in ("c000", "c011", "c109", "c120"):
-        bought = shop.bought[customer]
-        recs = model.recommend(customer, k=10, exclude_bought=True)
-        assert recs, customer
-        assert not {r.item_id for r in recs} & bought, customer
-        # There are only so many items the customer has not bought: no padding, no repeats.
-        assert len(recs) == min(10, 2 * N_GROUP_ITEMS - len(bought))
-        assert len({r.item_id for r in recs}) == len(recs)
+        row = model.users.index(customer)
+        assert row is not None
+        once = _bought_once(shop, customer)
+        assert once, customer
+        for now in (model.as_of, model.as_of + NEXT_FORTNIGHT, model.as_of + 365 * DAY):
+            due = {str(model.items.ids[i]) for i in model.scorer.history.due(row, now)}
+            recs = _recommend(model, customer, k=10, now=now).items
+            shown = {r.item_id for r in recs}
+            assert recs, customer
+            assert not shown & once, customer  # a once-bought item is never recommended back
+            assert shown & shop.bought[customer] <= due, customer
+            # Only so many items are not bought-and-not-due: no padding, no repeats.
+            allowed = 2 * N_GROUP_ITEMS - len(shop.bought[customer]) + len(due)
+            assert len(recs) == min(10, allowed)
+            assert len(shown) == len(recs)
 
 
 def test_unknown_customer_gets_the_trending_list(model: Model) -> None:
@@ -187,19 +234,27 @@ def test_unknown_customer_gets_the_trending_list(model: Model) -> None:
     expected = np.lexsort((np.arange(len(trending)), -popularity, -trending))[:5]
     assert trending[expected[0]] == trending.max()
     for customer in ("nobody", None):
-        recs = model.recommend(customer, k=5)
-        assert [r.item_id for r in recs] == model.items.ids[expected].tolist()
-        for rec in recs:
+        result = _recommend(model, customer, k=5)
+        assert result.strategy == "trending"
+        assert [r.item_id for r in result.items] == model.items.ids[expected].tolist()
+        for rec in result.items:
             n = int(trending[model.items.index(rec.item_id)])
             assert rec.reason == f"trending: {n} customers bought it recently"
-    # Not personalised: the same list whoever asks, even with exclude_bought.
-    assert model.recommend("x", k=5) == model.recommend("y", k=5, exclude_bought=True)
+    # Not personalised: the same list whoever asks, whenever.
+    assert _recommend(model, "x", k=5, visitor="v1") == _recommend(
+        model, "y", k=5, now=model.as_of, visitor="v2"
+    )
 
 
-def test_recommend_more_than_the_catalog(model: Model) -> None:
-    recs = model.recommend("c000", k=1000)
-    assert len(recs) == 2 * N_GROUP_ITEMS
-    assert len({r.item_id for r in recs}) == 2 * N_GROUP_ITEMS
+def test_recommend_more_than_the_catalog(model: Model, shop: Shop) -> None:
+    row = model.users.index("c000")
+    assert row is not None
+    now = model.as_of + NEXT_FORTNIGHT
+    due = model.scorer.history.due(row, now)
+    recs = _recommend(model, "c000", k=1000, now=now).items
+    # Everything the customer may be shown, once each: all but the bought items not due.
+    assert len(recs) == 2 * N_GROUP_ITEMS - len(shop.bought["c000"]) + len(due)
+    assert len({r.item_id for r in recs}) == len(recs)
 
 
 def test_a_damaged_artifact_is_refused(models_dir: Path, tmp_path: Path) -> None:
@@ -226,19 +281,52 @@ def test_a_model_of_another_algorithm_is_refused(tmp_path: Path) -> None:
         load_model(version)
 
 
-@pytest.mark.parametrize("name", ["user_factors", "item_factors", "trending", "item_price"])
-def test_an_artifact_with_inconsistent_arrays_is_refused(
-    models_dir: Path, tmp_path: Path, name: str
-) -> None:
-    # Checksums cannot catch a trainer that wrote arrays of the wrong length: such a model
-    # would load and then fail every request, so loading must refuse it.
+def _copy_parts(models_dir: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The published model's arrays and manifest, ready to be altered and written again."""
     source = load_artifact(models_dir)
     arrays = {n: np.asarray(arr) for n, arr in source.arrays.items()}
-    arrays[name] = arrays[name][:-1]  # one row short of its vocabulary
     manifest = {
         k: v
         for k, v in source.manifest.items()
         if k not in {"format_version", "version", "created", "files"}
     }
+    return arrays, manifest
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["user_factors", "item_factors", "trending", "item_price", "item_category", "item_baskets"],
+)
+def test_an_artifact_with_inconsistent_arrays_is_refused(
+    models_dir: Path, tmp_path: Path, name: str
+) -> None:
+    # Checksums cannot catch a trainer that wrote arrays of the wrong length: such a model
+    # would load and then fail every request, so loading must refuse it.
+    arrays, manifest = _copy_parts(models_dir)
+    arrays[name] = arrays[name][:-1]  # one row short of its vocabulary
     with pytest.raises(ArtifactError, match=f"inconsistent.*{name} has"):
+        load_model(write_artifact(tmp_path, arrays, manifest))
+
+
+@pytest.mark.parametrize("matrix", ["together", "history_first_time"])
+@pytest.mark.parametrize("part", ["data", "indices", "indptr", "shape", "*"])
+def test_an_artifact_missing_a_matrix_is_refused(
+    models_dir: Path, tmp_path: Path, matrix: str, part: str
+) -> None:
+    # Artifacts of the previous format had neither basket pairs nor first purchase times.
+    arrays, manifest = _copy_parts(models_dir)
+    gone = [n for n in arrays if n.startswith(f"{matrix}.") and part in ("*", n.split(".")[-1])]
+    assert gone
+    for name in gone:
+        del arrays[name]
+    with pytest.raises(ArtifactError, match=rf"{matrix}\.\w+\.npy: missing from artifact"):
+        load_model(write_artifact(tmp_path, arrays, manifest))
+
+
+def test_basket_pairs_of_the_wrong_shape_are_refused(models_dir: Path, tmp_path: Path) -> None:
+    arrays, manifest = _copy_parts(models_dir)
+    n_items = len(arrays["items"])
+    arrays["together.shape"] = np.array([n_items + 1, n_items + 1], dtype=np.int64)
+    arrays["together.indptr"] = np.r_[arrays["together.indptr"], arrays["together.indptr"][-1]]
+    with pytest.raises(ArtifactError, match=r"inconsistent.*together is"):
         load_model(write_artifact(tmp_path, arrays, manifest))

@@ -1,0 +1,107 @@
+"""What handlers receive: the model, the store, settings and metrics, and the API-key checks.
+
+Everything is created by the app (``create_app`` and its lifespan) and kept on ``app.state``;
+tests replace any of it with ``app.dependency_overrides``.
+"""
+
+from __future__ import annotations
+
+import hmac
+from http import HTTPStatus
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, Security
+from fastapi.security import APIKeyHeader
+
+from api.metrics import ApiMetrics
+from api.settings import ApiSettings
+from api.state import ModelHolder
+from engine.profiles import ProfileStore
+from engine.recommender import Recommender
+
+API_KEY_HEADER = "X-API-Key"
+
+_api_key = APIKeyHeader(
+    name=API_KEY_HEADER,
+    auto_error=False,
+    description="One of the keys in PERSONALIZE_API_KEYS.",
+)
+
+
+def get_settings(request: Request) -> ApiSettings:
+    settings: ApiSettings = request.app.state.settings
+    return settings
+
+
+def get_store(request: Request) -> ProfileStore:
+    store: ProfileStore = request.app.state.store
+    return store
+
+
+def get_metrics(request: Request) -> ApiMetrics:
+    metrics: ApiMetrics = request.app.state.metrics
+    return metrics
+
+
+def get_holder(request: Request) -> ModelHolder:
+    holder: ModelHolder = request.app.state.holder
+    return holder
+
+
+def get_recommender(holder: Annotated[ModelHolder, Depends(get_holder)]) -> Recommender:
+    """The serving model, taken once: a reload during the request does not change it."""
+    recommender = holder.current
+    if recommender is None:
+        raise HTTPException(
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            "no model loaded yet",
+            headers={"Retry-After": "5"},
+        )
+    return recommender
+
+
+def get_optional_recommender(
+    holder: Annotated[ModelHolder, Depends(get_holder)],
+) -> Recommender | None:
+    return holder.current
+
+
+SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
+StoreDep = Annotated[ProfileStore, Depends(get_store)]
+MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
+HolderDep = Annotated[ModelHolder, Depends(get_holder)]
+RecommenderDep = Annotated[Recommender, Depends(get_recommender)]
+OptionalRecommenderDep = Annotated[Recommender | None, Depends(get_optional_recommender)]
+
+
+def _check_key(given: str | None, settings: ApiSettings) -> None:
+    """401 without a key, 403 with a wrong one; the key itself is never logged or echoed."""
+    if not settings.api_keys:
+        return  # development without keys: open (the settings refuse this in production)
+    if not given:
+        raise HTTPException(
+            HTTPStatus.UNAUTHORIZED,
+            f"missing API key ({API_KEY_HEADER} header)",
+            headers={"WWW-Authenticate": API_KEY_HEADER},
+        )
+    supplied = given.encode()
+    matched = False
+    # Compare against every key without stopping early: the time taken says nothing about
+    # which key (or how much of one) matched.
+    for key in settings.api_keys:
+        matched |= hmac.compare_digest(supplied, key.get_secret_value().encode())
+    if not matched:
+        raise HTTPException(HTTPStatus.FORBIDDEN, "invalid API key")
+
+
+def require_write_key(
+    settings: SettingsDep, key: Annotated[str | None, Security(_api_key)]
+) -> None:
+    """Writes and admin routes: always keyed (when keys are configured)."""
+    _check_key(key, settings)
+
+
+def require_read_key(settings: SettingsDep, key: Annotated[str | None, Security(_api_key)]) -> None:
+    """Reads: keyed only when ``read_requires_key`` is set."""
+    if settings.read_requires_key:
+        _check_key(key, settings)

@@ -1,0 +1,95 @@
+"""Helpers the route modules share: reading the store with degradation, refusing writes."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from http import HTTPStatus
+from typing import Annotated
+
+from fastapi import HTTPException, Path, Query
+
+from api.metrics import ApiMetrics
+from engine.profiles import ID_PATTERN, Profile, ProfileStore, StoreUnavailableError
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/v1"  # every route but health and metrics is versioned
+RETRY_AFTER_SECONDS = 1
+
+K = Annotated[
+    int,
+    Query(
+        ge=1,
+        le=100,
+        description="how many items",
+        openapi_examples={"a shelf": {"value": 10}, "a carousel": {"value": 24}},
+    ),
+]
+ItemPath = Annotated[
+    str,
+    Path(
+        pattern=ID_PATTERN,
+        description="an item id",
+        openapi_examples={"an item": {"value": "sku158"}},
+    ),
+]
+VisitorPath = Annotated[
+    str,
+    Path(
+        pattern=ID_PATTERN,
+        description="the visitor's anonymous id",
+        openapi_examples={"a visitor": {"value": "v-7f3a9c"}},
+    ),
+]
+
+
+LOG_EVERY_SECONDS = 10.0
+_last_logged: dict[str, float] = {}
+
+
+def store_failed(metrics: ApiMetrics, operation: str, exc: StoreUnavailableError) -> None:
+    """Count every failure; log at most one per operation every LOG_EVERY_SECONDS.
+
+    With Redis down every request fails the same way: thousands of identical lines a second
+    would bury the logs (and cost more than the request); the counter keeps the exact number.
+    """
+    metrics.store_errors.labels(operation).inc()
+    now = time.monotonic()
+    if now - _last_logged.get(operation, -math.inf) >= LOG_EVERY_SECONDS:
+        _last_logged[operation] = now
+        log.warning("profile store unavailable during %s: %s", operation, exc)
+
+
+def unavailable_for_writes() -> HTTPException:
+    """503 with Retry-After: nothing was acknowledged, so the client must retry."""
+    return HTTPException(
+        HTTPStatus.SERVICE_UNAVAILABLE,
+        "profile store unavailable; nothing was stored, retry later",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+async def read_context(
+    store: ProfileStore, visitor_id: str, metrics: ApiMetrics, route: str
+) -> tuple[Profile, frozenset[str], bool]:
+    """The visitor's profile and the unavailable items; empty and ``degraded`` if unreachable."""
+    try:
+        profile, unavailable = await store.context(visitor_id)
+    except StoreUnavailableError as exc:
+        store_failed(metrics, "context", exc)
+        metrics.degraded_responses.labels(route).inc()
+        return Profile(visitor_id=visitor_id), frozenset(), True
+    return profile, unavailable, False
+
+
+async def read_unavailable(
+    store: ProfileStore, metrics: ApiMetrics, route: str
+) -> tuple[frozenset[str], bool]:
+    try:
+        return await store.unavailable(), False
+    except StoreUnavailableError as exc:
+        store_failed(metrics, "unavailable", exc)
+        metrics.degraded_responses.labels(route).inc()
+        return frozenset(), True

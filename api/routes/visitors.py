@@ -1,0 +1,94 @@
+"""A visitor's profile (read), its erasure (privacy) and recently viewed items."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException
+
+from api.deps import MetricsDep, StoreDep, require_read_key, require_write_key
+from api.routes.common import (
+    API_PREFIX,
+    RETRY_AFTER_SECONDS,
+    K,
+    VisitorPath,
+    read_context,
+    store_failed,
+    unavailable_for_writes,
+)
+from api.schemas import ErasedOut, ProfileOut, RecentEventOut, RecentOut
+from engine.profiles import StoreUnavailableError
+
+reads = APIRouter(prefix=API_PREFIX, tags=["visitors"], dependencies=[Depends(require_read_key)])
+writes = APIRouter(prefix=API_PREFIX, tags=["visitors"], dependencies=[Depends(require_write_key)])
+
+_UNREACHABLE: dict[int | str, dict[str, Any]] = {
+    503: {"description": "profile store unreachable, retry"}
+}
+
+
+@reads.get(
+    "/visitors/{visitor_id}",
+    summary="A visitor's profile",
+    description="Everything the store holds about the visitor; an unknown visitor has an empty "
+    "profile. 503 when the store is unreachable (an empty answer would be wrong here).",
+    response_model=ProfileOut,
+    responses=_UNREACHABLE,
+)
+async def profile(visitor_id: VisitorPath, store: StoreDep, metrics: MetricsDep) -> ProfileOut:
+    try:
+        found = await store.profile(visitor_id)
+    except StoreUnavailableError as exc:
+        store_failed(metrics, "profile", exc)
+        raise HTTPException(
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            "profile store unavailable, retry later",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        ) from exc
+    return ProfileOut.of(found)
+
+
+@writes.delete(
+    "/visitors/{visitor_id}",
+    summary="Erase a visitor",
+    description="Deletes every key the store holds for the visitor (the right to erasure). "
+    "Idempotent: erasing an unknown visitor deletes nothing. Events already exported to the "
+    "durable stream are not rewritten here.",
+    response_model=ErasedOut,
+    responses=_UNREACHABLE,
+)
+async def erase(visitor_id: VisitorPath, store: StoreDep, metrics: MetricsDep) -> ErasedOut:
+    try:
+        deleted = await store.erase(visitor_id)
+    except StoreUnavailableError as exc:
+        store_failed(metrics, "erase", exc)
+        raise unavailable_for_writes() from exc
+    return ErasedOut(visitor_id=visitor_id, keys_deleted=deleted)
+
+
+@reads.get(
+    "/visitors/{visitor_id}/recent",
+    summary="Recently viewed items",
+    description="The visitor's recent items, newest first, each once, unavailable items left "
+    "out. Without the store: an empty list, degraded.",
+    response_model=RecentOut,
+)
+async def recent(
+    visitor_id: VisitorPath, store: StoreDep, metrics: MetricsDep, k: K = 10
+) -> RecentOut:
+    found, unavailable, degraded = await read_context(
+        store, visitor_id, metrics, "/v1/visitors/{visitor_id}/recent"
+    )
+    seen: set[str] = set()
+    items: list[RecentEventOut] = []
+    for event in found.recent:
+        if event.item_id in seen or event.item_id in unavailable:
+            continue
+        seen.add(event.item_id)
+        items.append(
+            RecentEventOut(item_id=event.item_id, type=event.type, timestamp=event.timestamp)
+        )
+        if len(items) == k:
+            break
+    return RecentOut(visitor_id=visitor_id, items=items, degraded=degraded)

@@ -1,0 +1,73 @@
+"""Deployment settings of the HTTP API, read from ``PERSONALIZE_*`` variables.
+
+Built by :func:`api.main.create_app` (or the ``serve`` command), never at import time, so tests can
+create many apps with different settings in one process.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Literal, Self
+
+from pydantic import BeforeValidator, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _comma_separated(value: object) -> object:
+    """``"a,b"`` -> ``["a", "b"]``: env values are plain text; JSON lists are still accepted."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+class ApiSettings(BaseSettings):
+    """How the API serves: where the model is, which store, who may write."""
+
+    model_config = SettingsConfigDict(env_prefix="PERSONALIZE_", extra="ignore")
+
+    models_dir: Path = Field(
+        Path("models"), description="root of versioned model directories; serves its `current`"
+    )
+    redis_url: str | None = Field(
+        None,
+        description="Redis for profiles and events; unset: the embedded in-memory store "
+        "(one process only: profiles are not shared between workers and vanish on restart)",
+    )
+    key_prefix: str = Field(
+        "p13n:",
+        pattern=r"^[A-Za-z0-9_.:|~=+-]{1,64}$",
+        description="prefix of every Redis key (no braces: they would become the hash tag)",
+    )
+    api_keys: Annotated[list[SecretStr], NoDecode, BeforeValidator(_comma_separated)] = Field(
+        default_factory=list,
+        description="keys accepted in X-API-Key (comma-separated); writes and admin need one",
+    )
+    read_requires_key: bool = Field(False, description="reads need an API key too")
+    max_batch: int = Field(1000, ge=1, le=100_000, description="most events in one request")
+    max_body_bytes: int = Field(
+        1 << 20, ge=1024, description="largest request body accepted (bytes)"
+    )
+    watch_seconds: float = Field(
+        5.0, ge=0, description="poll interval of the models' `current` pointer; 0 disables"
+    )
+    cors_origins: Annotated[list[str], NoDecode, BeforeValidator(_comma_separated)] = Field(
+        default_factory=list, description="origins allowed to call the API from a browser"
+    )
+    environment: Literal["development", "production"] = "development"
+
+    @model_validator(mode="after")
+    def _refuse_open_writes_in_production(self) -> Self:
+        # With no keys, every write (events, erasure, availability, model reload) is open to
+        # anyone who can reach the port: fine on a laptop, never on the internet.
+        if self.environment == "production" and not self.api_keys:
+            raise ValueError(
+                "PERSONALIZE_API_KEYS is empty: production needs at least one API key "
+                "(writes and admin routes would be open to anyone)"
+            )
+        if any(not key.get_secret_value() for key in self.api_keys):
+            raise ValueError("api_keys: an API key must not be empty")
+        return self
