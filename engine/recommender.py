@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine.model import Model
+from engine.models.repeat_aware import session_strength
 from engine.profiles import Profile, RecentEvent
 from engine.session import FoldIn, session_weights
 
@@ -68,6 +69,7 @@ class Recommender:
         self._unit = np.divide(items, norms, out=np.zeros_like(items), where=norms > 0)
         self._category_names, self._category_codes = np.unique(model.category, return_inverse=True)
         self._trending_rank = np.log1p(model.trending_scores)
+        self._session_strength = session_strength(self._trending_rank)
 
     @property
     def version(self) -> str:
@@ -98,7 +100,16 @@ class Recommender:
             strategy = "trending"
         else:
             vector = self._foldin.user_vector(session_items, session_w)
-            scores = model.scorer.score_visitor(row, vector, session_items, session_w, int(now))
+            # An anonymous visitor's session re-ranks the list they had without it.
+            scores = model.scorer.score_visitor(
+                row,
+                vector,
+                session_items,
+                session_w,
+                int(now),
+                prior=self._trending_rank,
+                strength=self._session_strength,
+            )
             strategy = "session" if row is None else "customer"
             if row is not None and len(session_items):
                 strategy = "customer+session"
@@ -109,7 +120,7 @@ class Recommender:
             if index is not None and factor > 0:
                 scores[index] += np.log(factor)  # scores are log-odds-like: x factor on the odds
         picked = self._select(scores, allowed, query)
-        explain = _Explainer(self, row, session_items, context, now, strategy)
+        explain = _Explainer(self, row, session_items, context)
         pinned = set(self._pins(query, allowed))
         return Recommendations(
             items=[
@@ -167,7 +178,7 @@ class Recommender:
                 continue
             allowed[index] = False
             out.append(self._item(index, float(count), f"trending: {int(count)} recent events"))
-        explain = _Explainer(self, None, np.empty(0, np.int64), None, time.time(), "trending")
+        explain = _Explainer(self, None, np.empty(0, np.int64), None)
         for index in _top(self._trending_rank, allowed, k - len(out)):
             out.append(self._item(index, float(self._trending_rank[index]), explain(index)))
         return out
@@ -210,13 +221,18 @@ class Recommender:
         taken[pins] = True
         cap = query.max_per_category
         # A few times the page is plenty of candidates unless the cap bites; then rank all.
-        candidates = _top(scores, allowed & ~taken, need * (4 if cap else 1))
+        free = allowed & ~taken
+        candidates = _top(scores, free, need * (4 if cap else 1))
         ranking = _diversify(candidates, self._category_codes, cap, need - len(pins))
-        if cap and len(ranking) < need - len(pins) and len(candidates) < allowed.sum():
+        # Ranking everything can only help when the catalog has enough categories for the cap.
+        reachable = cap is not None and len(self._category_names) * cap >= len(ranking)
+        over_cap = reachable and np.bincount(self._category_codes[ranking]).max(initial=0) > cap
+        if over_cap and len(candidates) < free.sum():
+            # The cap was relaxed to fill the page from these candidates only; items further
+            # down may still fit under it (and the next page must agree): rank them all.
             ranking = _diversify(
-                _top(scores, allowed & ~taken, int(allowed.sum())), self._category_codes, cap,
-                need - len(pins),
-            )  # fmt: skip
+                _top(scores, free, int(free.sum())), self._category_codes, cap, need - len(pins)
+            )
         return [*pins, *ranking][query.offset : need]
 
     def _pins(self, query: Query, allowed: np.ndarray) -> list[int]:
@@ -272,21 +288,18 @@ class _Explainer:
         row: int | None,
         session_items: np.ndarray,
         context: int | None,
-        now: float,
-        strategy: str,
     ) -> None:
         self._rec = recommender
         self._model = recommender.model
         self._row = row
         self._session = session_items
         self._context = context
-        self._now = now
-        self._strategy = strategy
-        history = self._model.scorer.history
+        counts = self._model.scorer.history.counts
         self._bought: dict[int, float] = {}
         if row is not None:
+            lo, hi = counts.indptr[row], counts.indptr[row + 1]
             self._bought = dict(
-                zip(history.items_of(row).tolist(), history.counts[row].data.tolist(), strict=True)
+                zip(counts.indices[lo:hi].tolist(), counts.data[lo:hi].tolist(), strict=True)
             )
 
     def __call__(self, item: int) -> str:
@@ -300,7 +313,7 @@ class _Explainer:
         source = self._closest_session_item(item)
         if source is not None:
             return f"because you viewed {model.description[source] or model.items.ids[source]}"
-        if self._strategy == "trending":
+        if self._row is None:  # nothing known of this visitor but the session
             recent = int(model.scorer.trending[item])
             if recent:
                 return f"trending: {recent} customers bought it recently"
@@ -319,15 +332,19 @@ class _Explainer:
 
 
 def _top(scores: np.ndarray, allowed: np.ndarray, n: int) -> list[int]:
-    """Indices of the ``n`` best allowed scores, best first."""
+    """Indices of the ``n`` best allowed scores, best first, equal scores by index: the top
+    ``n`` is always the start of the top ``n + m``, so the pages of one ranking agree."""
     candidates = np.flatnonzero(allowed)
     if n <= 0 or len(candidates) == 0:
         return []
     values = scores[candidates]
     if n < len(candidates):
-        part = np.argpartition(-values, n - 1)[:n]
-        candidates, values = candidates[part], values[part]
-    return candidates[np.argsort(-values, kind="stable")].tolist()
+        # Keep everything tied with the n-th best value: which of them make the cut is decided
+        # by index below, not by where argpartition happens to leave them.
+        cut = np.partition(values, len(values) - n)[len(values) - n]
+        keep = values >= cut
+        candidates, values = candidates[keep], values[keep]
+    return candidates[np.lexsort((candidates, -values))][:n].tolist()
 
 
 def _diversify(ranked: list[int], categories: np.ndarray, cap: int | None, n: int) -> list[int]:

@@ -34,7 +34,7 @@ def item_metadata(table: pa.Table, items: Vocabulary) -> dict[str, np.ndarray]:
         values = np.full(len(items), "", dtype=object)
         values[index] = pc.fill_null(grouped[column], "").to_numpy(zero_copy_only=False)
         out[name] = values.astype(str)
-    price = np.full(len(items), np.nan, dtype=np.float32)
+    price = np.full(len(items), np.nan, dtype=np.float64)
     price[index] = pc.fill_null(grouped["price_approximate_median"], np.nan).to_numpy()
     out["price"] = price
     return out

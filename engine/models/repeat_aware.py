@@ -56,10 +56,7 @@ class RepeatAwareScorer:
         self._w = w
         # Item-only features do not depend on the user: fold them into one prior at load time.
         self._item_prior = (w[3:5] @ self._item_features).astype(np.float32)
-        # A full-strength session signal is worth what separates the most trending item from a
-        # typical one, so a visitor's clicks can lift an item past what everyone else buys.
-        spread = float(self._item_prior.max(initial=0.0) - np.median(self._item_prior))
-        self.session_strength = max(spread, 1.0)
+        self.session_strength = session_strength(self._item_prior)
 
     @property
     def n_items(self) -> int:
@@ -102,23 +99,34 @@ class RepeatAwareScorer:
         session_items: np.ndarray,
         session_weights: np.ndarray,
         as_of: int,
+        prior: np.ndarray | None = None,
+        strength: float | None = None,
     ) -> np.ndarray:
         """(n_items,) scores for one visitor: a known customer (``user``) or an anonymous one
         (None), with their live session added.
 
-        The fused part is the customer's own score, equal to ``score([user])`` (the item prior
-        alone for an anonymous visitor). The live session then adds a term of its own: its
+        The fused part is the customer's own score, equal to ``score([user])``. An anonymous
+        visitor starts from ``prior``, the ranking they get without a session (if None, the
+        fused item prior; but its popularity weight is a correction fitted next to the customer
+        features and may be negative, so alone it can rank the least-sold items first, and a
+        click would then sink the clicked item's popular neighbours below where the list
+        without the session had them). The live session then adds a term of its own: its
         folded-in vector's scores and the kNN scores of its items, each scaled to [0, 1] and
-        weighted by ``session_strength``. The fusion weights were fitted on purchase histories,
-        where trends and habits dominate; without this term a visitor's clicks would barely move
-        a list led by what is trending.
+        weighted by ``session_strength`` (next to a ``prior``: ``strength``, by default
+        :func:`session_strength` of that prior, which callers should compute once). The fusion
+        weights were fitted on purchase histories, where trends and habits dominate; without
+        this term a visitor's clicks would barely move a list led by what is trending.
 
         Per request only the similarity rows of the visitor's own items are read (a gather, not
         a product with the whole item x item matrix), so the cost follows the visitor's history,
         not the catalog's neighbourhood graph.
         """
         w = self._w
-        scores = self._item_prior.copy()
+        if prior is None or user is not None:
+            scores, strength = self._item_prior.copy(), self.session_strength
+        else:
+            scores = np.array(prior, dtype=np.float32)
+            strength = session_strength(prior) if strength is None else strength
         factors = self.factors.item_factors
         if user is not None:
             counts = self.history.counts
@@ -133,7 +141,7 @@ class RepeatAwareScorer:
         if len(session_items):
             session = _unit_range(factors @ session_vector.astype(np.float32))
             session += _unit_range(self._knn_gather(session_items, session_weights))
-            scores += (self.session_strength / 2.0) * session
+            scores += (strength / 2.0) * session
         return scores
 
     def _knn_gather(self, items: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -171,6 +179,13 @@ class RepeatAwareScorer:
         top = knn.max(axis=1, keepdims=True)
         np.divide(knn, top, out=knn, where=top > 0)
         return knn
+
+
+def session_strength(prior: np.ndarray) -> float:
+    """What a full-strength session signal is worth next to ``prior``: what separates its top
+    item from a typical one (at least 1), so a visitor's clicks can lift an item past what
+    everyone else buys."""
+    return max(float(prior.max(initial=0.0) - np.median(prior)), 1.0)
 
 
 def _scaled_to_max(values: np.ndarray) -> np.ndarray:
