@@ -63,6 +63,8 @@ class Recommender:
 
     def __init__(self, model: Model) -> None:
         self.model = model
+        model.users.build_index()
+        model.items.build_index()
         items = model.scorer.factors.item_factors
         self._foldin = FoldIn(items, model.regularization, model.confidence_scale)
         norms = np.linalg.norm(items, axis=1, keepdims=True)

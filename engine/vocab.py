@@ -57,6 +57,10 @@ class Vocabulary:
         lookup = self._lookup()
         return np.fromiter((lookup.get(i, -1) for i in ext_ids), dtype=np.int64)
 
+    def build_index(self) -> None:
+        """Build the id -> index map now, so that no request pays for it (serving, at load)."""
+        self._lookup()
+
     def _lookup(self) -> dict[str, int]:
         # Built on first use: training never needs it, serving builds it once at model load.
         if self._index is None:
