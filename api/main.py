@@ -14,11 +14,11 @@ import logging
 from collections.abc import AsyncIterator
 from http import HTTPStatus
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
-from api.deps import API_KEY_HEADER
+from api.deps import API_KEY_HEADER, require_api_key
 from api.metrics import ApiMetrics
 from api.middleware import BodyLimitMiddleware, MetricsMiddleware
 from api.routes import admin, events, health, items, recommendations, visitors
@@ -110,13 +110,14 @@ def create_app(
     app.state.holder = holder
     app.state.store = store  # replaced by the built store when the lifespan starts
 
-    app.include_router(recommendations.router)
-    app.include_router(items.reads)
-    app.include_router(visitors.reads)
-    app.include_router(events.router)
-    app.include_router(items.writes)
-    app.include_router(visitors.writes)
-    app.include_router(admin.router)
+    # The key check is attached here, not on the routers, so that open routes (reads, or every
+    # route in development without keys) carry no dependency: each costs tens of microseconds.
+    keyed = [Depends(require_api_key)] if settings.api_keys else []
+    reads = keyed if settings.read_requires_key else []
+    for router in (recommendations.router, items.reads, visitors.reads):
+        app.include_router(router, dependencies=reads)
+    for router in (events.router, items.writes, visitors.writes, admin.router):
+        app.include_router(router, dependencies=keyed)
     app.include_router(health.router)
 
     @app.exception_handler(StoreUnavailableError)

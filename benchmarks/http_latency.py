@@ -12,10 +12,10 @@ one at a time, each on a free 127.0.0.1 port and always stopped at the end:
   the machine's own Redis; skipped when no ``redis-server`` is installed).
 
 All three run under the same uvicorn settings: one worker, uvloop and httptools when installed,
-no access log. An asyncio load generator (httpx.AsyncClient, HTTP/1.1 keep-alive, a pool of
-``--concurrency`` connections) keeps ``--concurrency`` requests in flight and times each one with
-``time.perf_counter``: ``--warmup`` requests first, then ``--requests`` measured ones (or fewer if
-``--max-seconds`` runs out). Cases, per store:
+no access log. The load generator (``benchmarks.loadgen``: raw asyncio streams on uvloop,
+HTTP/1.1 keep-alive, ``--concurrency`` connections) keeps ``--concurrency`` requests in flight
+and times each one with ``time.perf_counter``: ``--warmup`` requests first, then ``--requests``
+measured ones (or fewer if ``--max-seconds`` runs out). Cases, per store:
 
 * ``GET /v1/recommendations``: an anonymous visitor with no clicks (a new visitor each request);
   with 5 clicks (sent before as one batch of 5 click events per visitor on items of
@@ -25,14 +25,14 @@ no access log. An asyncio load generator (httpx.AsyncClient, HTTP/1.1 keep-alive
 
 Reported per case: p50, p90 and p99 latency, throughput, errors (non-2xx or exceptions) and,
 for the engine, the throughput ratio and p99 difference against the floor of the same method.
-Client and server share the machine's cores (2 here), so the client's own CPU time is in every
-figure: absolute numbers are pessimistic; the ratios against the floor are what to compare.
+Client and server share the machine's cores (2 on the reference machine), so the client's own
+CPU time is in every figure: absolute numbers are pessimistic; the ratios against the floor are
+what to compare.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import os
@@ -44,24 +44,23 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
-from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
-import httpx
 import numpy as np
 
+from benchmarks import loadgen
+from benchmarks.loadgen import Case, Request, get, load, post_json
 from engine.model import load_model
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_RETAIL = REPO.parent / "shared/data/online-retail"
+HOST = "127.0.0.1"  # every server here is started by this script, on loopback
 START_TIMEOUT_SECONDS = 60.0
-REQUEST_TIMEOUT_SECONDS = 10.0
 SESSION_CLICKS = 5
-
-Send = Callable[[httpx.AsyncClient, int], Awaitable[httpx.Response]]
 
 
 def free_port() -> int:
@@ -97,8 +96,9 @@ def running(command: list[str], log: Path, ready: Callable[[], bool]) -> Iterato
 def http_ok(url: str) -> Callable[[], bool]:
     def check() -> bool:
         try:
-            return httpx.get(url, timeout=1.0).status_code == 200
-        except httpx.HTTPError:
+            with urllib.request.urlopen(url, timeout=1.0) as reply:
+                return bool(reply.status == 200)
+        except OSError:  # refused while starting, or an HTTP error status
             return False
 
     return check
@@ -143,92 +143,48 @@ def redis_server(
     return running(command, directory / "redis.log", redis_pongs(port))
 
 
-async def load(
-    client: httpx.AsyncClient, send: Send, n: int, concurrency: int, deadline: float, first: int = 0
-) -> dict[str, Any]:
-    """Send requests ``first .. first + n - 1`` with ``concurrency`` in flight; time each."""
-    latencies: list[float] = []
-    errors: Counter[str] = Counter()
-    indices = iter(range(first, first + n))
-
-    async def worker() -> None:
-        for i in indices:  # shared: each index is taken by exactly one worker
-            if time.monotonic() > deadline:
-                return
-            start = time.perf_counter()
-            try:
-                response = await send(client, i)
-                if not response.is_success:
-                    errors[str(response.status_code)] += 1
-            except httpx.HTTPError as exc:
-                errors[type(exc).__name__] += 1
-            latencies.append(time.perf_counter() - start)
-
-    start = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    wall = time.perf_counter() - start
-    ms = np.array(latencies) * 1e3
-    return {
-        "requests": len(latencies),
-        "p50_ms": float(np.percentile(ms, 50)),
-        "p90_ms": float(np.percentile(ms, 90)),
-        "p99_ms": float(np.percentile(ms, 99)),
-        "throughput_rps": len(latencies) / wall,
-        "errors": sum(errors.values()),
-        "error_kinds": dict(errors),
-    }
-
-
-async def measure(
-    base_url: str, cases: dict[str, Send], args: argparse.Namespace
-) -> dict[str, dict[str, Any]]:
-    results = {}
-    pool = args.concurrency
-    limits = httpx.Limits(max_connections=pool, max_keepalive_connections=pool)
-    async with httpx.AsyncClient(
-        base_url=base_url, limits=limits, timeout=REQUEST_TIMEOUT_SECONDS
-    ) as client:
-        for name, send in cases.items():
+def _case_results(host: str, port: int, cases: dict[str, Case], args: argparse.Namespace
+                  ) -> dict[str, dict[str, Any]]:  # fmt: skip
+    async def measure() -> dict[str, dict[str, Any]]:
+        results = {}
+        for name, case in cases.items():
             deadline = time.monotonic() + args.max_seconds
-            # Warm-up indices follow the measured ones, so neither reuses the other's visitors.
-            await load(client, send, args.warmup, args.concurrency, deadline, args.requests)
-            results[name] = await load(client, send, args.requests, args.concurrency, deadline)
-    return results
+            # Warm-up numbers follow the measured ones, so neither reuses the other's visitors.
+            await load(host, port, case, args.warmup, args.concurrency, deadline, args.requests)
+            results[name] = await load(host, port, case, args.requests, args.concurrency, deadline)
+        return results
+
+    return dict(loadgen.run(measure()))
 
 
-def floor_cases() -> dict[str, Send]:
+def floor_cases() -> dict[str, Case]:
     body = {"visitor_id": "v-bench", "item_id": "sku-bench", "type": "click"}
     return {
-        "GET /ping": lambda c, i: c.get("/ping"),
-        "POST /ping": lambda c, i: c.post("/ping", json={**body, "event_id": uuid.uuid4().hex}),
+        "GET /ping": lambda i: get("/ping"),
+        "POST /ping": lambda i: post_json("/ping", {**body, "event_id": uuid.uuid4().hex}),
     }
 
 
-async def engine_cases(
-    base_url: str, customers: list[str], args: argparse.Namespace
-) -> dict[str, Send]:
+def engine_cases(port: int, customers: list[str], args: argparse.Namespace) -> dict[str, Case]:
     """The engine's cases; first sends the click sessions the 5-click case reads."""
     tag = uuid.uuid4().hex[:8]  # visitor ids never seen before, whatever the store holds
-    async with httpx.AsyncClient(base_url=base_url, timeout=REQUEST_TIMEOUT_SECONDS) as client:
-        response = await client.get("/v1/trending", params={"k": 50})
-        response.raise_for_status()
-        items = [item["item_id"] for item in response.json()["items"]]
-        rng = np.random.default_rng(0)
-        sessions = [list(rng.choice(items, SESSION_CLICKS, replace=False))
-                    for _ in range(args.requests + args.warmup)]  # fmt: skip
+    with urllib.request.urlopen(f"http://{HOST}:{port}/v1/trending?k=50", timeout=10) as reply:
+        items = [item["item_id"] for item in json.load(reply)["items"]]
+    rng = np.random.default_rng(0)
+    sessions = [list(rng.choice(items, SESSION_CLICKS, replace=False))
+                for _ in range(args.requests + args.warmup)]  # fmt: skip
 
-        async def clicks(c: httpx.AsyncClient, i: int) -> httpx.Response:
-            batch = [{"visitor_id": f"{tag}-s{i}", "item_id": item, "type": "click"}
-                     for item in sessions[i]]  # fmt: skip
-            return await c.post("/v1/events", json=batch)
+    def clicks(i: int) -> Request:
+        return post_json("/v1/events", [{"visitor_id": f"{tag}-s{i}", "item_id": item,
+                                         "type": "click"} for item in sessions[i]])  # fmt: skip
 
-        deadline = time.monotonic() + args.max_seconds
-        setup = await load(client, clicks, len(sessions), args.concurrency, deadline)
-        if setup["errors"] or setup["requests"] < len(sessions):
-            raise RuntimeError(f"sending the click sessions failed or timed out: {setup}")
+    deadline = time.monotonic() + args.max_seconds
+    setup = loadgen.run(load(HOST, port, clicks, len(sessions), args.concurrency, deadline))
+    if setup["errors"] or setup["requests"] < len(sessions):
+        raise RuntimeError(f"sending the click sessions failed or timed out: {setup}")
 
-    def recs(params: Callable[[int], dict[str, str]]) -> Send:
-        return lambda c, i: c.get("/v1/recommendations", params=params(i))
+    def recs(params: Callable[[int], dict[str, str]]) -> Case:
+        return lambda i: get("/v1/recommendations", params(i))
 
     return {
         "GET recs, anonymous, 0 clicks": recs(lambda i: {"visitor_id": f"{tag}-a{i}"}),
@@ -236,7 +192,7 @@ async def engine_cases(
         "GET recs, known customer": recs(
             lambda i: {"visitor_id": f"{tag}-c{i}", "customer_id": customers[i % len(customers)]}
         ),
-        "POST event, 1 click": lambda c, i: c.post("/v1/events", json={
+        "POST event, 1 click": lambda i: post_json("/v1/events", {
             "event_id": uuid.uuid4().hex, "visitor_id": f"{tag}-e{i % 500}",
             "item_id": items[i % len(items)], "type": "click"}),
     }  # fmt: skip
@@ -264,14 +220,12 @@ def run(models: Path, work: Path, args: argparse.Namespace) -> dict[str, Any]:
 
     port = free_port()
     with uvicorn_server(port, work / "floor.log"):
-        add("floor", asyncio.run(measure(f"http://127.0.0.1:{port}", floor_cases(), args)))
+        add("floor", _case_results(HOST, port, floor_cases(), args))
 
     def engine(server: str, redis_url: str | None) -> None:
         port = free_port()
         with engine_server(models, port, work / f"{server}.log", redis_url):
-            url = f"http://127.0.0.1:{port}"
-            cases = asyncio.run(engine_cases(url, customers, args))
-            add(server, asyncio.run(measure(url, cases, args)))
+            add(server, _case_results(HOST, port, engine_cases(port, customers, args), args))
 
     engine("memory", None)
     skipped = None
@@ -298,7 +252,7 @@ def run(models: Path, work: Path, args: argparse.Namespace) -> dict[str, Any]:
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "processor": platform.machine(),
-            "httpx": httpx.__version__,
+            "load_generator": "benchmarks.loadgen (asyncio streams, uvloop)",
         },
         "cases": rows,
     }

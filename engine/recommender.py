@@ -8,6 +8,7 @@ API calls it after fetching the profile, so nothing here waits on I/O.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +19,13 @@ from engine.model import Model
 from engine.models.repeat_aware import session_strength
 from engine.profiles import Profile, RecentEvent
 from engine.session import FoldIn, session_weights
+
+COLLABORATIVE_REASON = "customers who buy what you buy chose it"
+
+
+def bought_reason(times: float) -> str:
+    """Why a customer's own past purchase is offered again (the serving and batch wording)."""
+    return f"you bought it {int(times)} time{'s' if times != 1 else ''} before"
 
 
 @dataclass(frozen=True)
@@ -35,6 +43,7 @@ class Query:
     boost: Mapping[str, float] = field(default_factory=dict)  # item id -> score multiplier
     pin: tuple[str, ...] = ()  # items placed first, in this order (if they pass the filters)
     max_per_category: int | None = None  # diversity cap (relaxed only to fill k)
+    explain: bool = True  # say why each item was chosen (else reasons are empty)
 
 
 @dataclass(frozen=True)
@@ -72,6 +81,19 @@ class Recommender:
         self._category_names, self._category_codes = np.unique(model.category, return_inverse=True)
         self._trending_rank = np.log1p(model.trending_scores)
         self._session_strength = session_strength(self._trending_rank)
+        # Python objects per item, built once: reading a memory-mapped string array element by
+        # element costs more per page of results than ranking the whole catalog.
+        prices = model.price.astype(np.float64)
+        self._rows: list[tuple[str, str, str, float | None]] = [
+            (str(item), str(description), str(category), None if math.isnan(price) else price)
+            for item, description, category, price in zip(
+                model.items.ids.tolist(),
+                model.description.tolist(),
+                model.category.tolist(),
+                prices.tolist(),
+                strict=True,
+            )
+        ]
 
     @property
     def version(self) -> str:
@@ -122,11 +144,15 @@ class Recommender:
             if index is not None and factor > 0:
                 scores[index] += np.log(factor)  # scores are log-odds-like: x factor on the odds
         picked = self._select(scores, allowed, query)
-        explain = _Explainer(self, row, session_items, context)
-        pinned = set(self._pins(query, allowed))
+        pinned = set(self._pins(query, allowed)) if query.explain else set()
+        explain = _Explainer(self, row, session_items, context) if query.explain else None
         return Recommendations(
             items=[
-                self._item(i, float(scores[i]), "featured" if i in pinned else explain(i))
+                self._item(
+                    i,
+                    float(scores[i]),
+                    "" if explain is None else "featured" if i in pinned else explain(i),
+                )
                 for i in picked
             ],
             strategy=strategy,
@@ -269,16 +295,8 @@ class Recommender:
         return support * model.baskets / float(model.item_baskets[a] * model.item_baskets[b])
 
     def _item(self, index: int, score: float, reason: str) -> Recommended:
-        model = self.model
-        price = float(model.price[index])
-        return Recommended(
-            item_id=str(model.items.ids[index]),
-            score=score,
-            reason=reason,
-            description=str(model.description[index]),
-            category=str(model.category[index]),
-            price=None if np.isnan(price) else price,
-        )
+        item_id, description, category, price = self._rows[index]
+        return Recommended(item_id, score, reason, description, category, price)
 
 
 class _Explainer:
@@ -308,7 +326,7 @@ class _Explainer:
         model = self._model
         times = self._bought.get(item)
         if times is not None:
-            return f"you bought it {int(times)} time{'s' if times != 1 else ''} before"
+            return bought_reason(times)
         if self._context is not None and self._rec._lift(self._context, item) > 0:
             name = model.description[self._context] or model.items.ids[self._context]
             return f"often bought together with {name}"
@@ -320,7 +338,7 @@ class _Explainer:
             if recent:
                 return f"trending: {recent} customers bought it recently"
             return "popular"
-        return "customers who buy what you buy chose it"
+        return COLLABORATIVE_REASON
 
     def _closest_session_item(self, item: int) -> int | None:
         similarity = self._model.scorer.knn.similarity

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 
-from api.deps import HolderDep, require_write_key
+from api.deps import HolderDep
 from api.routes.common import API_PREFIX
 from api.schemas import ReloadOut
 
-router = APIRouter(prefix=API_PREFIX, tags=["admin"], dependencies=[Depends(require_write_key)])
+router = APIRouter(prefix=API_PREFIX, tags=["admin"])
 
 
 @router.post(

@@ -7,14 +7,14 @@ from collections import Counter
 from http import HTTPStatus
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, HTTPException
+from fastapi import APIRouter, Body, HTTPException
 
-from api.deps import MetricsDep, OptionalRecommenderDep, SettingsDep, StoreDep, require_write_key
+from api.deps import MetricsDep, OptionalRecommenderDep, SettingsDep, StoreDep
 from api.routes.common import API_PREFIX, store_failed, unavailable_for_writes
 from api.schemas import EventIn, EventsAccepted, EventsBody
 from engine.profiles import StoreUnavailableError
 
-router = APIRouter(prefix=API_PREFIX, tags=["events"], dependencies=[Depends(require_write_key)])
+router = APIRouter(prefix=API_PREFIX, tags=["events"])
 
 _EXAMPLES = {
     "one event": {

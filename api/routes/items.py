@@ -6,15 +6,13 @@ from collections.abc import Callable
 from http import HTTPStatus
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, HTTPException
+from fastapi import APIRouter, Body, HTTPException
 
 from api.deps import (
     MetricsDep,
     RecommenderDep,
     SettingsDep,
     StoreDep,
-    require_read_key,
-    require_write_key,
 )
 from api.routes.common import (
     API_PREFIX,
@@ -28,8 +26,8 @@ from api.schemas import AvailabilityIn, AvailabilityOut, ItemsOut, RecommendedIt
 from engine.profiles import StoreUnavailableError
 from engine.recommender import Recommended
 
-reads = APIRouter(prefix=API_PREFIX, tags=["items"], dependencies=[Depends(require_read_key)])
-writes = APIRouter(prefix=API_PREFIX, tags=["items"], dependencies=[Depends(require_write_key)])
+reads = APIRouter(prefix=API_PREFIX, tags=["items"])
+writes = APIRouter(prefix=API_PREFIX, tags=["items"])
 
 _UNKNOWN_ITEM: dict[int | str, dict[str, Any]] = {
     404: {"description": "the model does not know this item"}

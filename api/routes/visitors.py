@@ -5,9 +5,9 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, HTTPException
 
-from api.deps import MetricsDep, StoreDep, require_read_key, require_write_key
+from api.deps import MetricsDep, StoreDep
 from api.routes.common import (
     API_PREFIX,
     RETRY_AFTER_SECONDS,
@@ -20,8 +20,8 @@ from api.routes.common import (
 from api.schemas import ErasedOut, ProfileOut, RecentEventOut, RecentOut
 from engine.profiles import StoreUnavailableError
 
-reads = APIRouter(prefix=API_PREFIX, tags=["visitors"], dependencies=[Depends(require_read_key)])
-writes = APIRouter(prefix=API_PREFIX, tags=["visitors"], dependencies=[Depends(require_write_key)])
+reads = APIRouter(prefix=API_PREFIX, tags=["visitors"])
+writes = APIRouter(prefix=API_PREFIX, tags=["visitors"])
 
 _UNREACHABLE: dict[int | str, dict[str, Any]] = {
     503: {"description": "profile store unreachable, retry"}
