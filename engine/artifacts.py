@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse
 
-FORMAT_VERSION: int = 1
+FORMAT_VERSION: int = 2  # 2: customer segments (user_segment, user_rfm)
 CURRENT = "current"
 
 MANIFEST = "manifest.json"

@@ -23,7 +23,8 @@ ALGORITHM = "repeat-aware"
 
 
 class Model:
-    """The default repeat-aware model with its vocabularies, item metadata and basket pairs."""
+    """The default repeat-aware model with its vocabularies, item metadata, basket pairs and
+    each customer's value segment (RFM, as of the end of the training log)."""
 
     def __init__(self, artifact: Artifact) -> None:
         manifest = artifact.manifest
@@ -41,6 +42,8 @@ class Model:
                 csr_from_arrays(a, "history_first_time"),
             )
             self.together = csr_from_arrays(a, "together")
+            self.segments: np.ndarray = a["user_segment"]  # segment name per user row
+            self.rfm: np.ndarray = a["user_rfm"]  # int8 (users, 3): R, F, M scores 1..5
             _check_sizes(a, history, self.together, len(self.users), len(self.items))
             self.scorer = RepeatAwareScorer(
                 history,
@@ -73,6 +76,11 @@ class Model:
     def version(self) -> str:
         return self.artifact.version
 
+    def segment_of(self, customer_id: str) -> str | None:
+        """The customer's value segment, or None for a customer the model does not know."""
+        row = self.users.index(customer_id)
+        return None if row is None else str(self.segments[row])
+
     @property
     def manifest(self) -> dict[str, Any]:
         return self.artifact.manifest
@@ -88,6 +96,8 @@ def _check_sizes(
     """Every per-user and per-item array must match the vocabularies, or requests would fail."""
     expected = {
         "user_factors": (n_users, "users"),
+        "user_segment": (n_users, "users"),
+        "user_rfm": (n_users, "users"),
         "item_factors": (n_items, "items"),
         "popularity": (n_items, "items"),
         "trending": (n_items, "items"),
@@ -99,6 +109,8 @@ def _check_sizes(
     for name, (rows, what) in expected.items():
         if len(arrays[name]) != rows:
             raise ValueError(f"{name} has {len(arrays[name])} rows for {rows} {what}")
+    if arrays["user_rfm"].shape[1:] != (3,):
+        raise ValueError(f"user_rfm is {arrays['user_rfm'].shape}, expected (users, 3)")
     for name, matrix in (
         ("history_counts", history.counts),
         ("history_last_time", history.last_time),

@@ -25,7 +25,7 @@ from engine.recommender import Query, Recommender
 from training.dataset import interactions_from_table
 from training.evaluate import evaluate, format_table
 from training.logs import PRESETS, PurchaseLog, read_purchase_log, resolve_format
-from training.params import FactorParams, FusionParams, KnnParams, ModelParams
+from training.params import BasketParams, FactorParams, FusionParams, KnnParams, ModelParams
 from training.pipeline import train_model
 from training.settings import TrainerSettings
 from training.synthetic import ShopSpec, generate_shop, write_log
@@ -166,6 +166,11 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--knn", choices=["bm25", "cosine"], help="item-kNN similarity (default bm25)")
     g.add_argument("--neighbours", type=int, help="neighbours per item (default 100)")
+    g.add_argument(
+        "--min-support",
+        type=int,
+        help="baskets a bought-together pair needs to be kept (default 3)",
+    )
     g.add_argument("--seed", type=int, help="random seed (default 0)")
 
 
@@ -210,6 +215,7 @@ def _params(args: argparse.Namespace) -> ModelParams:
             ),
             knn=KnnParams(**pick(similarity="knn", neighbours="neighbours")),
             fusion=FusionParams(),
+            baskets=BasketParams(**pick(min_support="min_support")),
             **pick(seed="seed"),
         )
     except ValidationError as exc:

@@ -45,10 +45,18 @@ class FusionParams(_Params):
     )
 
 
+class BasketParams(_Params):
+    """Which bought-together pairs the artifact keeps."""
+
+    min_support: int = Field(3, ge=1, description="baskets a pair must appear in to be kept")
+    per_item: int = Field(50, ge=1, le=10_000, description="partners kept per item, by support")
+
+
 class ModelParams(_Params):
     """Everything that decides what a trained model recommends."""
 
     factors: FactorParams = FactorParams()
     knn: KnnParams = KnnParams()
     fusion: FusionParams = FusionParams()
+    baskets: BasketParams = BasketParams()
     seed: int = Field(0, ge=0, description="random seed for factor initialisation and sampling")

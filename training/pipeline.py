@@ -15,6 +15,7 @@ from engine.artifacts import csr_arrays, publish, write_artifact
 from engine.matrix import Interactions
 from engine.model import ALGORITHM
 from training.baskets import basket_pairs
+from training.crm.segments import Segments, compute_segments
 from training.dataset import interactions_from_table, item_metadata
 from training.evaluate import Evaluation, evaluate
 from training.fit import Signals
@@ -64,9 +65,12 @@ def train_model(
     )
     seconds["fit"] = time.perf_counter() - clock
     clock = time.perf_counter()
+    segments = compute_segments(log.table, as_of=as_of)
     manifest = _manifest(log, params, weights, as_of, evaluation, holdout_days, k, seconds)
     manifest["confidence_scale"] = signals.confidence_scale
-    path = write_artifact(models_dir, _arrays(log, events, signals), manifest)
+    manifest["segments"] = segments.to_manifest()
+    arrays = _arrays(log, events, signals, params, segments)
+    path = write_artifact(models_dir, arrays, manifest)
     version = path.name
     if publish_model:
         publish(models_dir, version)
@@ -75,10 +79,23 @@ def train_model(
     return TrainResult(path, version, publish_model, evaluation, seconds)
 
 
-def _arrays(log: PurchaseLog, events: Interactions, signals: Signals) -> dict[str, np.ndarray]:
+def _arrays(
+    log: PurchaseLog,
+    events: Interactions,
+    signals: Signals,
+    params: ModelParams,
+    segments: Segments,
+) -> dict[str, np.ndarray]:
     meta = item_metadata(log.table, events.items)
-    together = basket_pairs(log.table["basket"], events.item, len(events.items))
+    together = basket_pairs(
+        log.table["basket"],
+        events.item,
+        len(events.items),
+        min_support=params.baskets.min_support,
+        per_item=params.baskets.per_item,
+    )
     return {
+        **_user_segments(events, segments),
         "item_baskets": together.item_baskets,
         **csr_arrays("together", together.pairs),
         "users": events.users.ids,
@@ -95,6 +112,18 @@ def _arrays(log: PurchaseLog, events: Interactions, signals: Signals) -> dict[st
         **csr_arrays("history_first_time", signals.history.first_time),
         **csr_arrays("similarity", signals.knn.similarity),
     }
+
+
+def _user_segments(events: Interactions, segments: Segments) -> dict[str, np.ndarray]:
+    """Segment and R, F, M scores in the model's user order (every user bought before as_of)."""
+    rows = events.users.indices(segments.customers)
+    if len(rows) != len(events.users) or np.any(rows < 0):
+        raise ValueError("customer segments do not cover the model's customers")
+    segment = np.empty(len(rows), dtype=segments.segment.dtype)
+    rfm = np.empty_like(segments.scores)
+    segment[rows] = segments.segment
+    rfm[rows] = segments.scores
+    return {"user_segment": segment, "user_rfm": rfm}
 
 
 def _manifest(
