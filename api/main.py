@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse
 from api.deps import API_KEY_HEADER, require_api_key
 from api.metrics import ApiMetrics
 from api.middleware import BodyLimitMiddleware, MetricsMiddleware
-from api.routes import admin, events, health, items, recommendations, visitors
+from api.routes import admin, events, health, items, recommendations, segments, visitors
 from api.routes.common import RETRY_AFTER_SECONDS
 from api.settings import ApiSettings
 from api.state import ModelHolder, ReloadResult
@@ -33,7 +33,8 @@ _TAGS = [
     {"name": "recommendations", "description": "Personalized pages of items for a visitor."},
     {"name": "items", "description": "Item-to-item lists, trending, catalog availability."},
     {"name": "events", "description": "What visitors do: views, clicks, carts, purchases."},
-    {"name": "visitors", "description": "A visitor's profile, erasure and recent items."},
+    {"name": "visitors", "description": "A visitor's profile, consent, erasure and recent items."},
+    {"name": "segments", "description": "Customer value segments (RFM) and their members."},
     {"name": "admin", "description": "Model reload (API key required)."},
     {"name": "health", "description": "Liveness, readiness and Prometheus metrics."},
 ]
@@ -114,7 +115,7 @@ def create_app(
     # route in development without keys) carry no dependency: each costs tens of microseconds.
     keyed = [Depends(require_api_key)] if settings.api_keys else []
     reads = keyed if settings.read_requires_key else []
-    for router in (recommendations.router, items.reads, visitors.reads):
+    for router in (recommendations.router, items.reads, visitors.reads, segments.reads):
         app.include_router(router, dependencies=reads)
     for router in (events.router, items.writes, visitors.writes, admin.router):
         app.include_router(router, dependencies=keyed)

@@ -45,6 +45,13 @@ class ApiMetrics:
             ("type", "result"),
             registry=r,
         )
+        self.recommendations = Counter(
+            "personalize_recommendations",
+            "Recommendation lists served, by strategy and the customer's value segment ('' when "
+            "the visitor is not a known customer).",
+            ("strategy", "segment"),
+            registry=r,
+        )
         self.unknown_item_events = Counter(
             "personalize_unknown_item_events",
             "Events stored for items the serving model does not know (newer than the model).",

@@ -22,7 +22,7 @@ from pydantic import (
 )
 
 from api.state import ReloadOutcome
-from engine.profiles import ID_PATTERN, Event, EventType, Profile
+from engine.profiles import ID_PATTERN, Consent, Event, EventType, Profile
 from engine.recommender import Recommended
 
 Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
@@ -152,7 +152,11 @@ class RecommendationsOut(BaseModel):
 
     visitor_id: str
     items: list[RecommendedItem]
-    strategy: str = Field(description='"customer", "customer+session", "session" or "trending"')
+    strategy: str = Field(
+        description='"customer", "customer+session", "session", "trending", or '
+        '"non-personalized" (the visitor has not consented)'
+    )
+    segment: str | None = Field(None, description="the customer's value segment, if known")
     model_version: str
     degraded: bool = Field(
         description="true when the profile store was unreachable: answered from the model and "
@@ -190,6 +194,28 @@ class RecentOut(BaseModel):
     degraded: bool = False
 
 
+class ConsentIn(BaseModel):
+    """A visitor's statement about personalization, e.g. from the cookie banner."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"personalization": False}]}
+    )
+
+    personalization: bool = Field(description="true: consent given; false: withdrawn")
+    timestamp: float | None = Field(
+        None, ge=0, allow_inf_nan=False, description="when it was stated (default: now)"
+    )
+
+
+class ConsentOut(BaseModel):
+    personalization: bool
+    timestamp: float
+
+    @classmethod
+    def of(cls, c: Consent) -> ConsentOut:
+        return cls(personalization=c.given, timestamp=c.at)
+
+
 class ProfileOut(BaseModel):
     """Everything the store holds about a visitor (for the visitor's own access request)."""
 
@@ -204,6 +230,8 @@ class ProfileOut(BaseModel):
                     "bought": [],
                     "first_seen": 1.767e9,
                     "last_seen": 1.767e9,
+                    "consent": {"personalization": True, "timestamp": 1.767e9},
+                    "segment": "loyal",
                 }
             ]
         }
@@ -216,9 +244,13 @@ class ProfileOut(BaseModel):
     bought: list[str]
     first_seen: float | None
     last_seen: float | None
+    consent: ConsentOut | None = Field(description="the visitor's statement, if any")
+    segment: str | None = Field(
+        description="the linked customer's value segment in the serving model (RFM)"
+    )
 
     @classmethod
-    def of(cls, p: Profile) -> ProfileOut:
+    def of(cls, p: Profile, segment: str | None) -> ProfileOut:
         return cls(
             visitor_id=p.visitor_id,
             customer_id=p.customer_id,
@@ -230,6 +262,8 @@ class ProfileOut(BaseModel):
             bought=sorted(p.bought),
             first_seen=p.first_seen,
             last_seen=p.last_seen,
+            consent=None if p.consent is None else ConsentOut.of(p.consent),
+            segment=segment,
         )
 
 
@@ -280,3 +314,28 @@ class Health(BaseModel):
     model_version: str | None = None
     store: Literal["ok", "unreachable"] | None = None
     model_error: str | None = Field(None, description="the last refused model, if any")
+
+
+class SegmentOut(BaseModel):
+    name: str
+    customers: int
+    revenue: float = Field(description="monetary value over the training log (revenue or units)")
+    revenue_share: float
+    win_back: int = Field(description="customers past their usual gap between purchases")
+
+
+class SegmentsOut(BaseModel):
+    """The customer value segments of the serving model, as of its training log's end."""
+
+    model_version: str
+    as_of: float = Field(description="epoch seconds the recency is measured from")
+    customers: int
+    top20_share: float = Field(description="share of revenue from the top 20 % of customers")
+    segments: list[SegmentOut]
+
+
+class SegmentCustomersOut(BaseModel):
+    segment: str
+    model_version: str
+    total: int = Field(description="customers in the segment")
+    customers: list[str] = Field(description="one page of their ids, in the model's order")

@@ -47,6 +47,11 @@ class ApiSettings(BaseSettings):
         description="keys accepted in X-API-Key (comma-separated); writes and admin need one",
     )
     read_requires_key: bool = Field(False, description="reads need an API key too")
+    consent_required: bool = Field(
+        False,
+        description="personalize only visitors who gave consent (PUT /v1/visitors/{id}/consent); "
+        "unset: everyone but those who withdrew it",
+    )
     max_batch: int = Field(1000, ge=1, le=100_000, description="most events in one request")
     max_body_bytes: int = Field(
         1 << 20, ge=1024, description="largest request body accepted (bytes)"

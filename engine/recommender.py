@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -44,6 +44,8 @@ class Query:
     pin: tuple[str, ...] = ()  # items placed first, in this order (if they pass the filters)
     max_per_category: int | None = None  # diversity cap (relaxed only to fill k)
     explain: bool = True  # say why each item was chosen (else reasons are empty)
+    # Boosts and pins apply only to customers in these value segments (empty: to everyone).
+    target_segments: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -59,8 +61,9 @@ class Recommended:
 @dataclass(frozen=True)
 class Recommendations:
     items: list[Recommended]
-    strategy: str  # "customer", "customer+session", "session" or "trending"
+    strategy: str  # "customer", "customer+session", "session", "trending", "non-personalized"
     model_version: str
+    segment: str | None = None  # the customer's value segment, if the customer is known
 
 
 class Recommender:
@@ -79,6 +82,7 @@ class Recommender:
         norms = np.linalg.norm(items, axis=1, keepdims=True)
         self._unit = np.divide(items, norms, out=np.zeros_like(items), where=norms > 0)
         self._category_names, self._category_codes = np.unique(model.category, return_inverse=True)
+        self.segment_names = frozenset(str(name) for name in np.unique(model.segments))
         self._trending_rank = np.log1p(model.trending_scores)
         self._session_strength = session_strength(self._trending_rank)
         # Python objects per item, built once: reading a memory-mapped string array element by
@@ -99,6 +103,11 @@ class Recommender:
     def version(self) -> str:
         return self.model.version
 
+    def customers_in(self, segment: str) -> np.ndarray:
+        """Ids of the customers in a value segment, in the model's order."""
+        model = self.model
+        return model.users.ids[model.segments == segment]
+
     def knows(self, item_id: str) -> bool:
         return item_id in self.model.items
 
@@ -108,12 +117,23 @@ class Recommender:
         profile: Profile,
         unavailable: frozenset[str] = frozenset(),
         now: float | None = None,
+        *,
+        personalized: bool = True,
     ) -> Recommendations:
-        """The page of items for a visitor (``profile`` may be empty)."""
+        """The page of items for a visitor (``profile`` may be empty).
+
+        Without ``personalized`` (the visitor withheld consent) neither the session nor the
+        customer's history is used: the list is what is trending, under the same rules.
+        """
         now = time.time() if now is None else now
         model = self.model
-        customer = query.customer_id or profile.customer_id
+        if not personalized:
+            profile = Profile(visitor_id=profile.visitor_id)
+        customer = (query.customer_id or profile.customer_id) if personalized else None
         row = None if customer is None else model.users.index(customer)
+        segment = None if row is None else str(model.segments[row])
+        if query.target_segments and segment not in query.target_segments:
+            query = replace(query, boost={}, pin=())  # the campaign is not for this visitor
         events = list(profile.recent)
         context = None if query.context_item is None else model.items.index(query.context_item)
         if query.context_item is not None:
@@ -121,7 +141,7 @@ class Recommender:
         session_items, session_w = session_weights(events, model.items, now)
         if row is None and len(session_items) == 0:
             scores = self._trending_rank.copy()
-            strategy = "trending"
+            strategy = "trending" if personalized else "non-personalized"
         else:
             vector = self._foldin.user_vector(session_items, session_w)
             # An anonymous visitor's session re-ranks the list they had without it.
@@ -157,6 +177,7 @@ class Recommender:
             ],
             strategy=strategy,
             model_version=model.version,
+            segment=segment,
         )
 
     def similar(

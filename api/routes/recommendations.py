@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, StringConstraints, ValidationError
 
-from api.deps import MetricsDep, RecommenderDep, StoreDep
+from api.deps import MetricsDep, RecommenderDep, SettingsDep, StoreDep
 from api.routes.common import API_PREFIX, read_context
 from api.schemas import RecommendationsOut, RecommendedItem
 from engine.profiles import ID_PATTERN, valid_id
@@ -95,9 +95,24 @@ class RecommendationParams(BaseModel):
         None, ge=1, le=100, description="diversity cap (relaxed only to fill k)"
     )
     explain: bool = Field(False, description="include a reason per item")
+    target_segment: list[Category] = Field(
+        [],
+        max_length=MAX_LIST_PARAM,
+        description="boosts and pins apply only to customers in these value segments "
+        "(repeatable; GET /v1/segments lists them)",
+        examples=[["at-risk", "cant-lose"]],
+    )
 
-    def to_query(self) -> RecQuery:
-        """The engine's :class:`~engine.recommender.Query`; 422 for what no field type says."""
+    def to_query(self, segments: frozenset[str]) -> RecQuery:
+        """The engine's :class:`~engine.recommender.Query`; 422 for what no field type says.
+
+        Args:
+            segments: the segment names the serving model knows.
+        """
+        for i, name in enumerate(self.target_segment):
+            if name not in segments:
+                known = ", ".join(sorted(segments))
+                _invalid("target_segment", f"unknown segment; the model has: {known}", name, i)
         if (
             self.min_price is not None
             and self.max_price is not None
@@ -117,6 +132,7 @@ class RecommendationParams(BaseModel):
             pin=tuple(dict.fromkeys(self.pin)),
             max_per_category=self.max_per_category,
             explain=self.explain,
+            target_segments=frozenset(self.target_segment),
         )
 
 
@@ -180,17 +196,22 @@ async def recommendations(
     recommender: RecommenderDep,
     store: StoreDep,
     metrics: MetricsDep,
+    settings: SettingsDep,
 ) -> RecommendationsOut:
-    query = params.to_query()
+    query = params.to_query(recommender.segment_names)
     profile, unavailable, degraded = await read_context(
         store, params.visitor_id, metrics, "/v1/recommendations"
     )
+    consent = profile.consent
+    personalized = consent.given if consent is not None else not settings.consent_required
     # Sub-millisecond and CPU-bound: called inline, a thread hop would cost more than it saves.
-    result = recommender.recommend(query, profile, unavailable)
+    result = recommender.recommend(query, profile, unavailable, personalized=personalized)
+    metrics.recommendations.labels(result.strategy, result.segment or "").inc()
     return RecommendationsOut(
         visitor_id=params.visitor_id,
         items=[RecommendedItem.of(r, explain=query.explain) for r in result.items],
         strategy=result.strategy,
         model_version=result.model_version,
+        segment=result.segment,
         degraded=degraded,
     )

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from http import HTTPStatus
 from typing import Any
 
 from fastapi import APIRouter, HTTPException
 
-from api.deps import MetricsDep, StoreDep
+from api.deps import MetricsDep, OptionalRecommenderDep, StoreDep
 from api.routes.common import (
     API_PREFIX,
     RETRY_AFTER_SECONDS,
@@ -17,8 +18,8 @@ from api.routes.common import (
     store_failed,
     unavailable_for_writes,
 )
-from api.schemas import ErasedOut, ProfileOut, RecentEventOut, RecentOut
-from engine.profiles import StoreUnavailableError
+from api.schemas import ConsentIn, ErasedOut, ProfileOut, RecentEventOut, RecentOut
+from engine.profiles import Consent, StoreUnavailableError
 
 reads = APIRouter(prefix=API_PREFIX, tags=["visitors"])
 writes = APIRouter(prefix=API_PREFIX, tags=["visitors"])
@@ -36,7 +37,12 @@ _UNREACHABLE: dict[int | str, dict[str, Any]] = {
     response_model=ProfileOut,
     responses=_UNREACHABLE,
 )
-async def profile(visitor_id: VisitorPath, store: StoreDep, metrics: MetricsDep) -> ProfileOut:
+async def profile(
+    visitor_id: VisitorPath,
+    store: StoreDep,
+    metrics: MetricsDep,
+    recommender: OptionalRecommenderDep,
+) -> ProfileOut:
     try:
         found = await store.profile(visitor_id)
     except StoreUnavailableError as exc:
@@ -46,7 +52,37 @@ async def profile(visitor_id: VisitorPath, store: StoreDep, metrics: MetricsDep)
             "profile store unavailable, retry later",
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         ) from exc
-    return ProfileOut.of(found)
+    segment = None
+    if recommender is not None and found.customer_id is not None:
+        segment = recommender.model.segment_of(found.customer_id)
+    return ProfileOut.of(found, segment)
+
+
+@writes.put(
+    "/visitors/{visitor_id}/consent",
+    summary="Record a visitor's personalization consent",
+    description="Given: recommendations use the session and the customer's history. Withdrawn: "
+    "the visitor gets non-personalized lists (trending, under the same rules) from the next "
+    "request on. Without a statement, PERSONALIZE_CONSENT_REQUIRED decides. A statement older "
+    "than the stored one is ignored (out-of-order retries). Lives and expires with the profile; "
+    "erasure removes it.",
+    response_model=ProfileOut,
+    responses=_UNREACHABLE,
+)
+async def set_consent(
+    visitor_id: VisitorPath,
+    body: ConsentIn,
+    store: StoreDep,
+    metrics: MetricsDep,
+    recommender: OptionalRecommenderDep,
+) -> ProfileOut:
+    at = time.time() if body.timestamp is None else body.timestamp
+    try:
+        await store.set_consent(visitor_id, Consent(given=body.personalization, at=at))
+    except StoreUnavailableError as exc:
+        store_failed(metrics, "set_consent", exc)
+        raise unavailable_for_writes() from exc
+    return await profile(visitor_id, store, metrics, recommender)
 
 
 @writes.delete(

@@ -3,6 +3,7 @@
 from engine.profiles.base import (
     EVENT_TYPES,
     ID_PATTERN,
+    Consent,
     Event,
     EventType,
     Profile,
@@ -19,6 +20,7 @@ from engine.profiles.redis import RedisProfileStore
 __all__ = [
     "EVENT_TYPES",
     "ID_PATTERN",
+    "Consent",
     "Event",
     "EventType",
     "Keys",

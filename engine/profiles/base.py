@@ -54,6 +54,14 @@ class RecentEvent:
 
 
 @dataclass(frozen=True)
+class Consent:
+    """A visitor's statement about personalization: given or withdrawn, and when."""
+
+    given: bool
+    at: float  # epoch seconds
+
+
+@dataclass(frozen=True)
 class Profile:
     """A visitor's live session as the store holds it; empty for an unknown visitor."""
 
@@ -64,6 +72,7 @@ class Profile:
     bought: frozenset[str] = frozenset()  # items purchased while the profile lived
     first_seen: float | None = None
     last_seen: float | None = None
+    consent: Consent | None = None  # personalization consent, if the visitor stated one
 
     @property
     def is_empty(self) -> bool:
@@ -109,6 +118,14 @@ class ProfileStore(Protocol):
 
     async def trending(self, limit: int) -> list[tuple[str, float]]:
         """Items by events over the trending window, most first."""
+        ...
+
+    async def set_consent(self, visitor_id: str, consent: Consent) -> bool:
+        """Record the visitor's personalization consent (the profile's TTL applies).
+
+        Statements can arrive out of order (two tabs, retries): one older than the stored one is
+        ignored. True if stored, False if ignored as older.
+        """
         ...
 
     async def set_availability(self, item_ids: Sequence[str], available: bool) -> None: ...

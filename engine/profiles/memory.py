@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 
 from engine.profiles.base import (
+    Consent,
     Event,
     Profile,
     RecentEvent,
@@ -44,6 +45,7 @@ class _Visitor:
     customer_id: str | None = None
     first_seen: float | None = None
     last_seen: float | None = None
+    consent: Consent | None = None
     expires_at: float = 0.0
 
     def key_count(self) -> int:
@@ -137,13 +139,25 @@ class MemoryProfileStore:
             del self._trending[stale]
         return True
 
+    def _visitor_for_write(self, visitor_id: str, now: float) -> tuple[_Visitor, bool]:
+        """The live visitor, or a new empty one; and whether it is new."""
+        visitor = self._live(visitor_id, now)
+        if visitor is not None:
+            return visitor, False
+        visitor = _Visitor(recent=deque(maxlen=self._limits.recent_events))
+        self._visitors[visitor_id] = visitor
+        return visitor, True
+
+    def _touch(self, visitor_id: str, visitor: _Visitor, now: float) -> None:
+        """Refresh the TTL and the eviction order, like EXPIRE on the visitor's keys."""
+        visitor.expires_at = now + self._limits.profile_ttl_seconds
+        self._visitors.move_to_end(visitor_id)
+        while len(self._visitors) > self._max_profiles:
+            self._visitors.popitem(last=False)
+
     def _apply_visitor_now(self, event: Event, now: float) -> bool:
-        limits = self._limits
-        visitor = self._live(event.visitor_id, now)
-        if visitor is None:
-            visitor = _Visitor(recent=deque(maxlen=limits.recent_events))
-            self._visitors[event.visitor_id] = visitor
-        elif any(event_id == event.event_id for event_id, _ in visitor.recent):
+        visitor, new = self._visitor_for_write(event.visitor_id, now)
+        if not new and any(event_id == event.event_id for event_id, _ in visitor.recent):
             return False  # a retry of an event already applied
 
         ts = float(event.timestamp)
@@ -159,10 +173,7 @@ class MemoryProfileStore:
             visitor.customer_id = event.customer_id  # login merge
         if event.type == "purchase":
             visitor.bought.add(event.item_id)
-        visitor.expires_at = now + limits.profile_ttl_seconds
-        self._visitors.move_to_end(event.visitor_id)
-        while len(self._visitors) > self._max_profiles:
-            self._visitors.popitem(last=False)
+        self._touch(event.visitor_id, visitor, now)
         return True
 
     async def _apply_visitor(self, event: Event) -> bool:
@@ -193,6 +204,7 @@ class MemoryProfileStore:
             bought=frozenset(visitor.bought),
             first_seen=visitor.first_seen,
             last_seen=visitor.last_seen,
+            consent=visitor.consent,
         )
 
     async def profile(self, visitor_id: str) -> Profile:
@@ -220,6 +232,15 @@ class MemoryProfileStore:
         # Ties broken like ZREVRANGE: member descending.
         ranked = sorted(total.items(), key=lambda kv: (kv[1], kv[0]), reverse=True)
         return [(item, float(count)) for item, count in ranked[:limit]]
+
+    async def set_consent(self, visitor_id: str, consent: Consent) -> bool:
+        now = self._clock()
+        visitor, _ = self._visitor_for_write(_checked_visitor(visitor_id), now)
+        stored = visitor.consent is None or consent.at >= visitor.consent.at
+        if stored:
+            visitor.consent = consent
+        self._touch(visitor_id, visitor, now)
+        return stored
 
     async def set_availability(self, item_ids: Sequence[str], available: bool) -> None:
         items = list(item_ids)

@@ -25,6 +25,7 @@ from redis.exceptions import NoScriptError, RedisError
 
 from engine.profiles.base import (
     EVENT_TYPES,
+    Consent,
     Event,
     EventType,
     Profile,
@@ -79,6 +80,11 @@ def parse_profile(
     """Build a :class:`Profile` from the raw LRANGE / HGETALL / SMEMBERS replies."""
     data = {_text(k): _text(v) for k, v in fields.items()}
     counters = {name: int(data[f"n_{name}"]) for name in EVENT_TYPES if f"n_{name}" in data}
+    consent = (
+        Consent(given=data["consent"] == "1", at=float(data["consent_at"]))
+        if "consent" in data
+        else None
+    )
     return Profile(
         visitor_id=visitor_id,
         customer_id=data.get("customer_id") or None,
@@ -87,6 +93,7 @@ def parse_profile(
         bought=frozenset(_text(item) for item in bought),
         first_seen=float(data["first_seen"]) if "first_seen" in data else None,
         last_seen=float(data["last_seen"]) if "last_seen" in data else None,
+        consent=consent,
     )
 
 
@@ -119,6 +126,7 @@ class RedisProfileStore:
         # Script objects keep the source and its SHA; they are loaded lazily on NOSCRIPT.
         self._global: AsyncScript = client.register_script(_lua("record_global.lua"))
         self._visitor: AsyncScript = client.register_script(_lua("record_visitor.lua"))
+        self._consent: AsyncScript = client.register_script(_lua("set_consent.lua"))
 
     @classmethod
     def from_url(
@@ -248,6 +256,15 @@ class RedisProfileStore:
         with _unavailable("record"):
             (applied,) = await self._run([self._visitor_call(event)])
         return bool(int(applied))
+
+    async def set_consent(self, visitor_id: str, consent: Consent) -> bool:
+        """One script call: compare with the stored statement, write, refresh the TTL."""
+        key = self._keys.profile(visitor_id)
+        args = ["1" if consent.given else "0", _ts(consent.at)]
+        args.append(str(self._limits.profile_ttl_seconds))
+        with _unavailable("set_consent"):
+            (stored,) = await self._run([(self._consent, [key], args)])
+        return bool(int(stored))
 
     async def set_availability(self, item_ids: Sequence[str], available: bool) -> None:
         """Mark items available again (remove) or unavailable (add); takes effect at once."""

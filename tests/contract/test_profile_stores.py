@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from redis_server import RedisServer, running_redis
 
 from engine.profiles import (
+    Consent,
     Event,
     EventType,
     Keys,
@@ -61,6 +62,7 @@ class Store(Protocol):
     async def context(self, visitor_id: str) -> tuple[Profile, frozenset[str]]: ...
     async def erase(self, visitor_id: str) -> int: ...
     async def trending(self, limit: int) -> list[tuple[str, float]]: ...
+    async def set_consent(self, visitor_id: str, consent: Consent) -> bool: ...
     async def set_availability(self, item_ids: Any, available: bool) -> None: ...
     async def unavailable(self) -> frozenset[str]: ...
     async def events(self, count: int) -> list[dict[str, str]]: ...
@@ -335,6 +337,46 @@ async def test_event_stream_is_bounded(harness: Harness) -> None:
     assert 10 <= len(stream) <= 10 + STREAM_NODE_ENTRIES
     assert stream[-1]["event_id"] == events[-1].event_id
     assert [s["event_id"] for s in stream] == [e.event_id for e in events[-len(stream) :]]
+
+
+# --- consent -----------------------------------------------------------------------------------
+
+
+async def test_consent_round_trips_and_later_statement_wins(harness: Harness) -> None:
+    store = await harness.store()
+    assert (await store.profile("v1")).consent is None  # never stated
+
+    assert await store.set_consent("v1", Consent(given=True, at=T0 + 10.25))
+    assert (await store.profile("v1")).consent == Consent(given=True, at=T0 + 10.25)
+    assert await store.set_consent("v1", Consent(given=False, at=T0 + 20))
+    # An older statement arriving late (another tab, a retry) does not undo the withdrawal.
+    assert not await store.set_consent("v1", Consent(given=True, at=T0 + 15))
+    profile, _ = await store.context("v1")
+    assert profile.consent == Consent(given=False, at=T0 + 20)
+
+
+async def test_consent_lives_beside_events_and_goes_with_erasure(harness: Harness) -> None:
+    store = await harness.store()
+    await store.set_consent("v1", Consent(given=False, at=T0))
+    await store.record([ev("i1", customer="c1")])
+    profile = await store.profile("v1")
+    assert profile.consent == Consent(given=False, at=T0)
+    assert profile.customer_id == "c1" and profile.counters == {"view": 1}
+
+    assert await store.erase("v1") == 2  # recent, profile
+    assert (await store.profile("v1")).consent is None
+
+
+async def test_consent_expires_with_the_profile(harness: Harness) -> None:
+    limits = StoreLimits(profile_ttl_seconds=60)
+    store = await harness.store(limits)
+    await store.set_consent("v1", Consent(given=True, at=T0))
+    if harness.kind == "redis":
+        assert harness.redis is not None and harness.keys is not None
+        assert 0 < await harness.redis.ttl(harness.keys.profile("v1")) <= 60
+    else:
+        harness.clock.advance(61)
+        assert (await store.profile("v1")).consent is None
 
 
 # --- erasure and bounds -------------------------------------------------------------------------

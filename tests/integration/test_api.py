@@ -229,6 +229,99 @@ async def test_customer_id_in_the_query(client: httpx.AsyncClient) -> None:
     assert len(body["items"]) == 10
 
 
+# --- consent and segments ------------------------------------------------------------------------
+
+
+async def consent(client: httpx.AsyncClient, visitor: str, given: bool, **body: Any) -> Any:
+    response = await client.put(
+        f"/v1/visitors/{visitor}/consent", json={"personalization": given, **body}, headers=AUTH
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def test_withdrawn_consent_means_non_personalized_lists(client: httpx.AsyncClient) -> None:
+    visitor = f"v-{uuid.uuid4().hex[:8]}"
+    await send(client, event(visitor, CLICKED, customer_id=CUSTOMER))
+    personal = await recommend(client, visitor)
+    assert personal["strategy"] == "customer+session"
+
+    profile = await consent(client, visitor, False)
+    assert profile["consent"]["personalization"] is False
+    withdrawn = await recommend(client, visitor)
+    anonymous = await recommend(client, f"v-{uuid.uuid4().hex[:8]}")
+    assert withdrawn["strategy"] == "non-personalized" and withdrawn["segment"] is None
+    assert ids(withdrawn) == ids(anonymous)  # nothing of the visitor or the customer is used
+    # An explicit customer_id does not override the visitor's withdrawal either.
+    assert ids(await recommend(client, visitor, customer_id=CUSTOMER)) == ids(anonymous)
+    # A late retry of an older "given" does not undo it; a newer one does.
+    await consent(client, visitor, True, timestamp=1.0)
+    assert (await recommend(client, visitor))["strategy"] == "non-personalized"
+    await consent(client, visitor, True)
+    assert (await recommend(client, visitor))["strategy"] == "customer+session"
+
+
+async def test_consent_required_by_setting(shop: Path) -> None:
+    async with serving(settings_for(shop, consent_required=True)) as c:
+        visitor = f"v-{uuid.uuid4().hex[:8]}"
+        await send(c, event(visitor, CLICKED))
+        assert (await recommend(c, visitor))["strategy"] == "non-personalized"
+        await consent(c, visitor, True)
+        assert (await recommend(c, visitor))["strategy"] == "session"
+
+
+async def test_malformed_consent_gets_422(memory_client: httpx.AsyncClient) -> None:
+    for body in ({}, {"personalization": "maybe"}, {"personalization": True, "channel": "x"}):
+        response = await memory_client.put("/v1/visitors/v1/consent", json=body, headers=AUTH)
+        assert response.status_code == 422, body
+        assert response.json()["detail"][0]["loc"][0] == "body"
+
+
+async def test_segments_report_members_and_profile(client: ApiClient) -> None:
+    report = (await client.get("/v1/segments")).json()
+    segments = {row["name"]: row for row in report["segments"]}
+    assert sum(row["customers"] for row in segments.values()) == report["customers"]
+    assert sum(row["revenue_share"] for row in segments.values()) == pytest.approx(1.0, abs=1e-3)
+
+    model = client.app.state.holder.current.model
+    mine = model.segment_of(CUSTOMER)
+    members = await client.get(f"/v1/segments/{mine}/customers", params={"limit": 10_000})
+    assert members.status_code == 200
+    body = members.json()
+    assert CUSTOMER in body["customers"] and body["total"] == segments[mine]["customers"]
+    assert (await client.get("/v1/segments/no-such/customers")).status_code == 404
+
+    visitor = f"v-{uuid.uuid4().hex[:8]}"
+    await send(client, event(visitor, CLICKED, customer_id=CUSTOMER))
+    assert (await client.get(f"/v1/visitors/{visitor}")).json()["segment"] == mine
+    assert (await recommend(client, visitor))["segment"] == mine
+
+
+async def test_boosts_and_pins_target_segments(memory_client: ApiClient) -> None:
+    model = memory_client.app.state.holder.current.model
+    mine = model.segment_of(CUSTOMER)
+    other = next(name for name in sorted(set(model.segments.tolist())) if name != mine)
+    plain = ids(await recommend(memory_client, "v-t", customer_id=CUSTOMER, k=5))
+    pin = next(i for i in model.items.ids.tolist() if i not in plain)
+    targeted = await recommend(
+        memory_client, "v-t", customer_id=CUSTOMER, k=5, pin=pin, target_segment=mine
+    )
+    assert ids(targeted)[0] == pin
+    elsewhere = await recommend(
+        memory_client, "v-t", customer_id=CUSTOMER, k=5, pin=pin, target_segment=other
+    )
+    assert ids(elsewhere) == plain  # the campaign is for another segment
+    anonymous = await recommend(memory_client, "v-anon", k=5, pin=pin, target_segment=mine)
+    unpinned = await recommend(memory_client, "v-anon", k=5)
+    assert ids(anonymous) == ids(unpinned)  # no known customer: in no segment
+
+    bad = await memory_client.get(
+        "/v1/recommendations", params={"visitor_id": "v1", "target_segment": "vip"}
+    )
+    assert bad.status_code == 422
+    assert bad.json()["detail"][0]["loc"] == ["query", "target_segment", 0]
+
+
 async def test_recently_viewed(client: httpx.AsyncClient) -> None:
     visitor = f"v-{uuid.uuid4().hex[:8]}"
     await send(
@@ -362,6 +455,7 @@ WRITES = [
     ("POST", "/v1/events", {"json": event("v-auth", "sku1")}),
     ("PUT", "/v1/items/availability", {"json": {"item_ids": ["sku1"], "available": True}}),
     ("DELETE", "/v1/visitors/v-auth", {}),
+    ("PUT", "/v1/visitors/v-auth/consent", {"json": {"personalization": True}}),
     ("POST", "/v1/admin/reload", {}),
 ]
 READS = [
@@ -371,6 +465,8 @@ READS = [
     ("GET", "/v1/trending", {}),
     ("GET", "/v1/visitors/v-auth", {}),
     ("GET", "/v1/visitors/v-auth/recent", {}),
+    ("GET", "/v1/segments", {}),
+    ("GET", "/v1/segments/loyal/customers", {}),
 ]
 
 
@@ -704,6 +800,7 @@ async def test_openapi_documents_every_route(memory_client: httpx.AsyncClient) -
         "/v1/recommendations", "/v1/items/{item_id}/similar",
         "/v1/items/{item_id}/bought-together", "/v1/trending", "/v1/items/availability",
         "/v1/events", "/v1/visitors/{visitor_id}", "/v1/visitors/{visitor_id}/recent",
+        "/v1/visitors/{visitor_id}/consent", "/v1/segments", "/v1/segments/{segment}/customers",
         "/v1/admin/reload", "/healthz", "/readyz", "/metrics",
     }  # fmt: skip
     for path, operations in paths.items():
