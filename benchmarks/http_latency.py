@@ -33,114 +33,35 @@ what to compare.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
 import numpy as np
 
 from benchmarks import loadgen
+from benchmarks.fixtures import retail_model
 from benchmarks.loadgen import Case, Request, get, load, post_json
+from benchmarks.servers import (
+    HOST,
+    engine_server,
+    free_port,
+    redis_server,
+    uvicorn_server,
+)
 from engine.model import load_model
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_RETAIL = REPO.parent / "shared/data/online-retail"
-HOST = "127.0.0.1"  # every server here is started by this script, on loopback
-START_TIMEOUT_SECONDS = 60.0
 SESSION_CLICKS = 5
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def running(command: list[str], log: Path, ready: Callable[[], bool]) -> Iterator[None]:
-    """Run ``command`` until the block ends (SIGTERM, then SIGKILL); wait until ``ready()``."""
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            command, cwd=REPO, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
-        )
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        while not ready():
-            if process.poll() is not None or time.monotonic() > deadline:
-                tail = log.read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"{' '.join(command[:4])} did not start:\n{tail}")
-            time.sleep(0.05)
-        yield
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def http_ok(url: str) -> Callable[[], bool]:
-    def check() -> bool:
-        try:
-            with urllib.request.urlopen(url, timeout=1.0) as reply:
-                return bool(reply.status == 200)
-        except OSError:  # refused while starting, or an HTTP error status
-            return False
-
-    return check
-
-
-def redis_pongs(port: int) -> Callable[[], bool]:
-    def check() -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(64).startswith(b"+PONG")
-        except OSError:
-            return False
-
-    return check
-
-
-def uvicorn_server(port: int, log: Path) -> contextlib.AbstractContextManager[None]:
-    """The floor app with the settings ``personalize serve`` gives uvicorn."""
-    command = [sys.executable, "-m", "uvicorn", "benchmarks.bare_app:app",
-               "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-               "--no-access-log", "--timeout-keep-alive", "65", "--lifespan", "on"]  # fmt: skip
-    return running(command, log, http_ok(f"http://127.0.0.1:{port}/ping"))
-
-
-def engine_server(
-    models: Path, port: int, log: Path, redis_url: str | None
-) -> contextlib.AbstractContextManager[None]:
-    command = [sys.executable, "-m", "personalize", "serve", "--models", str(models),
-               "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]  # fmt: skip
-    if redis_url is not None:
-        command += ["--redis-url", redis_url]
-    return running(command, log, http_ok(f"http://127.0.0.1:{port}/readyz"))
-
-
-def redis_server(
-    binary: str, port: int, directory: Path
-) -> contextlib.AbstractContextManager[None]:
-    """A private, throwaway redis-server: loopback only, persists nothing."""
-    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-               "--appendonly", "no", "--dir", str(directory), "--daemonize", "no"]  # fmt: skip
-    return running(command, directory / "redis.log", redis_pongs(port))
 
 
 def _case_results(host: str, port: int, cases: dict[str, Case], args: argparse.Namespace
@@ -295,15 +216,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp:
         work = Path(tmp)
         if args.models is None:
-            from training.logs import PRESETS, read_purchase_log
-            from training.params import ModelParams
-            from training.pipeline import train_model
-
-            log = read_purchase_log(
-                SHARED_RETAIL / "online_retail.csv.gz", PRESETS["online-retail"]
-            )
-            args.models = work / "models"
-            train_model(log, ModelParams(), models_dir=args.models, run_evaluation=False)
+            args.models = retail_model(work / "models")
         result = run(args.models.resolve(), work, args)
     print_table(result)
     if args.json:

@@ -27,12 +27,11 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from benchmarks.fixtures import retail_model
 from engine.model import Model, load_model
 from engine.profiles import Profile, RecentEvent
 from engine.recommender import Query, Recommender
 from engine.scoring import top_k
-
-SHARED_RETAIL = Path(__file__).resolve().parents[2] / "shared/data/online-retail"
 
 
 def timed(fn: Callable[[], object], n: int) -> dict[str, float]:
@@ -96,13 +95,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     if args.models is None:
-        from training.logs import PRESETS, read_purchase_log
-        from training.params import ModelParams
-        from training.pipeline import train_model
-
-        log = read_purchase_log(SHARED_RETAIL / "online_retail.csv.gz", PRESETS["online-retail"])
-        args.models = Path(tempfile.mkdtemp(prefix="bench-models-"))
-        train_model(log, ModelParams(), models_dir=args.models, run_evaluation=False)
+        args.models = retail_model(Path(tempfile.mkdtemp(prefix="bench-models-")))
     result = run(load_model(args.models), args.requests)
     print(f"{result['items']} items, {result['requests']} calls per case, one thread")
     for name, stats in result["cases"].items():

@@ -62,7 +62,8 @@ def _demo(args: argparse.Namespace) -> int:
         f"  curl -X POST {base}/v1/events -H 'content-type: application/json' \\\n"
         f'       -d \'{{"visitor_id": "v1", "item_id": "{item}", '
         f'"type": "click"}}\'\n'
-        f"  curl '{base}/v1/recommendations?visitor_id=v1&k=5&explain=true'   (changed)\n",
+        f"  curl '{base}/v1/recommendations?visitor_id=v1&k=5&explain=true'   (changed)\n"
+        f"  curl '{base}/v1/segments'                       customer value segments\n",
         flush=True,
     )
     return serve(models_dir=args.models, host=args.host, port=args.port, redis_url=args.redis_url)

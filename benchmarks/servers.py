@@ -1,0 +1,101 @@
+"""Processes the benchmarks start and always stop: uvicorn apps and private redis-servers.
+
+Every server binds 127.0.0.1 on a free port chosen here; nothing is sent anywhere else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from benchmarks.fixtures import REPO
+
+HOST = "127.0.0.1"  # loopback only
+START_TIMEOUT_SECONDS = 60.0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def running(command: list[str], log: Path, ready: Callable[[], bool]) -> Iterator[None]:
+    """Run ``command`` until the block ends (SIGTERM, then SIGKILL); wait until ``ready()``."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command, cwd=REPO, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while not ready():
+            if process.poll() is not None or time.monotonic() > deadline:
+                tail = log.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"{' '.join(command[:4])} did not start:\n{tail}")
+            time.sleep(0.05)
+        yield
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def http_ok(url: str) -> Callable[[], bool]:
+    def check() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=1.0) as reply:
+                return bool(reply.status == 200)
+        except OSError:  # refused while starting, or an HTTP error status
+            return False
+
+    return check
+
+
+def redis_pongs(port: int) -> Callable[[], bool]:
+    def check() -> bool:
+        try:
+            with socket.create_connection((HOST, port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    return check
+
+
+def uvicorn_server(port: int, log: Path) -> contextlib.AbstractContextManager[None]:
+    """The floor app with the settings ``personalize serve`` gives uvicorn."""
+    command = [sys.executable, "-m", "uvicorn", "benchmarks.bare_app:app",
+               "--host", HOST, "--port", str(port), "--workers", "1",
+               "--no-access-log", "--timeout-keep-alive", "65", "--lifespan", "on"]  # fmt: skip
+    return running(command, log, http_ok(f"http://{HOST}:{port}/ping"))
+
+
+def engine_server(
+    models: Path, port: int, log: Path, redis_url: str | None, workers: int = 1
+) -> contextlib.AbstractContextManager[None]:
+    """``personalize serve`` as a user runs it (embedded store unless ``redis_url``)."""
+    command = [sys.executable, "-m", "personalize", "serve", "--models", str(models),
+               "--host", HOST, "--port", str(port), "--workers", str(workers)]  # fmt: skip
+    if redis_url is not None:
+        command += ["--redis-url", redis_url]
+    return running(command, log, http_ok(f"http://{HOST}:{port}/readyz"))
+
+
+def redis_server(
+    binary: str, port: int, directory: Path
+) -> contextlib.AbstractContextManager[None]:
+    """A private, throwaway redis-server: loopback only, persists nothing."""
+    command = [binary, "--port", str(port), "--bind", HOST, "--save", "",
+               "--appendonly", "no", "--dir", str(directory), "--daemonize", "no"]  # fmt: skip
+    return running(command, directory / "redis.log", redis_pongs(port))
