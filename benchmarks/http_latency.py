@@ -37,7 +37,6 @@ import json
 import os
 import platform
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -45,7 +44,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
 
@@ -57,6 +56,7 @@ from benchmarks.servers import (
     engine_server,
     free_port,
     redis_server,
+    stop_servers_on_sigterm,
     uvicorn_server,
 )
 from engine.model import load_model
@@ -195,12 +195,8 @@ def print_table(result: dict[str, Any]) -> None:
             print(f"        errors: {row['error_kinds']}")
 
 
-def _exit_on_sigterm(signum: int, frame: object) -> NoReturn:
-    raise SystemExit(128 + signum)  # unwinds, so every server started is stopped
-
-
 def main() -> None:
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    stop_servers_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", type=Path, help="a models directory (default: train one)")
     parser.add_argument("--requests", type=int, default=3000, help="measured requests per case")

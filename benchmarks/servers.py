@@ -6,6 +6,7 @@ Every server binds 127.0.0.1 on a free port chosen here; nothing is sent anywher
 from __future__ import annotations
 
 import contextlib
+import signal
 import socket
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NoReturn
 
 from benchmarks.fixtures import REPO
 
@@ -99,3 +101,12 @@ def redis_server(
     command = [binary, "--port", str(port), "--bind", HOST, "--save", "",
                "--appendonly", "no", "--dir", str(directory), "--daemonize", "no"]  # fmt: skip
     return running(command, directory / "redis.log", redis_pongs(port))
+
+
+def _exit(signum: int, frame: object) -> NoReturn:
+    raise SystemExit(128 + signum)  # unwinds, so every server started is stopped
+
+
+def stop_servers_on_sigterm() -> None:
+    """Make SIGTERM unwind like Ctrl-C, so the context managers above stop their servers."""
+    signal.signal(signal.SIGTERM, _exit)

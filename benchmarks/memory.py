@@ -1,0 +1,434 @@
+"""Memory: Redis bytes per active visitor, and resident memory per API worker.
+
+    python -m benchmarks.memory [--quick] [--models DIR] [--json OUT]
+
+* ``redis``: the shared Taobao UserBehavior head (real click streams with purchases) is replayed
+  in time order through ``RedisProfileStore.record`` (batches of 1000, one call at a time, so
+  every visitor's events keep their order) into a private redis-server on a free 127.0.0.1 port.
+  Event ids are what the API assigns when a storefront sends none (``uuid4().hex``); behaviours
+  map pv -> view, fav -> click, cart -> add_to_cart, buy -> purchase. Then ``MEMORY USAGE ...
+  SAMPLES 0`` (exact) and ``OBJECT ENCODING`` of every visitor's keys: bytes per visitor (mean,
+  p50, p99, max, total; target <= 1 KiB), per key kind, and the recent entries' length by field,
+  which says where the bytes go. Global keys (idempotency markers, stream, trending) are
+  reported apart: limits bound them, not visitors. ``--quick`` replays the first 200 users only.
+* ``workers``: ``personalize serve --workers 2 --redis-url ...`` on the model (``--models``, or
+  one trained on the shared Online Retail log), and, unless ``--quick``, on the same model with
+  its catalog tiled 28 times (~100k items), where the factor matrices are large enough to see.
+  After a few hundred recommendation requests (known customers, so every worker scores with the
+  factors), each worker's ``/proc/<pid>/smaps_rollup`` (Rss, Pss, shared and private pages) and
+  the ``item_factors.npy`` / ``user_factors.npy`` mappings in ``/proc/<pid>/smaps``: Pss about
+  Rss / 2 with two workers means the mapped pages are shared, not copied. Workers are found as
+  the uvicorn master's descendants (``/proc/<pid>/task/*/children``) that map the factors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import re
+import shutil
+import tempfile
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import redis
+
+from benchmarks import loadgen
+from benchmarks.fixtures import REPO, SHARED_DATA, retail_model
+from benchmarks.servers import (
+    HOST,
+    engine_server,
+    free_port,
+    redis_server,
+    stop_servers_on_sigterm,
+)
+from engine.artifacts import load_artifact, publish, write_artifact
+from engine.model import load_model
+from engine.profiles import Event, EventType, RedisProfileStore
+from engine.profiles.keys import Keys
+
+TAOBAO = SHARED_DATA / "taobao-userbehavior-head" / "user_behavior_head.csv.gz"
+BEHAVIOUR: dict[str, EventType] = {
+    "pv": "view", "fav": "click", "cart": "add_to_cart", "buy": "purchase"
+}  # fmt: skip
+QUICK_USERS = 200
+REPLAY_BATCH = 1000
+TARGET_BYTES = 1024
+PIPELINE = 1000  # Redis commands per round trip when inspecting keys
+DEFAULT_JSON = REPO / "benchmarks" / "results" / "memory.json"
+
+# --- Redis bytes per visitor ----------------------------------------------------------------
+
+
+def taobao_events(quick: bool) -> list[Event]:
+    """The Taobao head as events in time order (ties keep file order)."""
+    table = pacsv.read_csv(TAOBAO)
+    if quick:
+        first = pc.unique(table["user_id"]).slice(0, QUICK_USERS)
+        table = table.filter(pc.is_in(table["user_id"], value_set=first))
+    table = table.take(pc.sort_indices(table, [("timestamp", "ascending")]))
+    return [
+        Event(event_id=uuid.uuid4().hex, visitor_id=str(user), item_id=str(item),
+              type=BEHAVIOUR[kind], timestamp=float(ts))
+        for user, item, kind, ts in zip(
+            table["user_id"].to_pylist(), table["item_id"].to_pylist(),
+            table["behavior_type"].to_pylist(), table["timestamp"].to_pylist(), strict=True)
+    ]  # fmt: skip
+
+
+async def replay(url: str, events: list[Event]) -> float:
+    """Record every event in order; the wall time in seconds."""
+    store = RedisProfileStore.from_url(url, socket_timeout=10.0)
+    start = time.perf_counter()
+    try:
+        for i in range(0, len(events), REPLAY_BATCH):
+            await store.record(events[i : i + REPLAY_BATCH])
+    finally:
+        await store.close()
+    return time.perf_counter() - start
+
+
+def pipelined(client: redis.Redis, commands: list[tuple[Any, ...]]) -> list[Any]:
+    """Run commands PIPELINE at a time; replies in order."""
+    replies: list[Any] = []
+    for i in range(0, len(commands), PIPELINE):
+        pipe = client.pipeline(transaction=False)
+        for command in commands[i : i + PIPELINE]:
+            pipe.execute_command(*command)
+        replies += pipe.execute()
+    return replies
+
+
+def _stats(values: list[int]) -> dict[str, float]:
+    array = np.asarray(values, dtype=np.float64)
+    return {
+        "mean": float(array.mean()),
+        "p50": float(np.percentile(array, 50)),
+        "p99": float(np.percentile(array, 99)),
+        "max": float(array.max()),
+        "total": float(array.sum()),
+    }
+
+
+def visitor_memory(client: redis.Redis, visitors: list[str]) -> dict[str, Any]:
+    """Exact bytes and encodings of every visitor's keys, and the recent entries' make-up."""
+    keys = Keys()
+    names = ("recent", "profile", "bought")
+    owned = [key for visitor in visitors for key in keys.visitor_keys(visitor)]
+    sizes = pipelined(client, [("MEMORY", "USAGE", key, "SAMPLES", "0") for key in owned])
+    encodings = pipelined(client, [("OBJECT", "ENCODING", key) for key in owned])
+    per_visitor = [sum(s or 0 for s in sizes[i : i + 3]) for i in range(0, len(owned), 3)]
+    kinds: dict[str, Any] = {}
+    for k, name in enumerate(names):
+        present = [s for s in sizes[k::3] if s is not None]
+        kinds[name] = {
+            "keys": len(present),
+            "mean_bytes": float(np.mean(present)) if present else 0.0,
+            "encodings": dict(Counter(e.decode() for e in encodings[k::3] if e is not None)),
+        }
+    entries = [
+        entry.decode()
+        for reply in pipelined(client, [("LRANGE", keys.recent(v), 0, -1) for v in visitors])
+        for entry in reply
+    ]
+    fields = [entry.split(" ") for entry in entries]
+    lengths = {
+        name: float(np.mean([len(f[i]) for f in fields]))
+        for i, name in enumerate(("event_id", "type", "item_id", "timestamp"))
+    }
+    return {
+        "visitors": len(visitors),
+        "bytes_per_visitor": _stats(per_visitor),
+        "over_target": int(sum(b > TARGET_BYTES for b in per_visitor)),
+        "keys": kinds,
+        "recent_entries": len(entries),
+        "recent_entry_mean_chars": float(np.mean([len(e) for e in entries])),
+        "recent_entry_mean_chars_by_field": lengths,
+        "list_max_listpack_size": client.config_get("list-max-listpack-size"),
+    }
+
+
+TYPE_CODES = {"view": "v", "click": "c", "add_to_cart": "a", "purchase": "p"}
+
+
+def compact_formats(client: redis.Redis, visitors: list[str]) -> dict[str, dict[str, float]]:
+    """Measured bytes of each visitor's recent list rewritten in two compact entry formats.
+
+    ``fp6``: ``<6 hex of sha1(event_id)><type code><item_id> <integer seconds>``: the
+    fingerprint keeps the visitor script idempotent on its own (``redis.sha1hex`` in Lua) at a
+    false-duplicate risk of 50 / 16**6 per event; ``fp6+rel``: seconds since the visitor's
+    ``first_seen`` (already in the profile hash) instead of epoch seconds.
+    """
+    keys = Keys()
+    lists = pipelined(client, [("LRANGE", keys.recent(v), 0, -1) for v in visitors])
+    firsts = pipelined(client, [("HGET", keys.profile(v), "first_seen") for v in visitors])
+    result: dict[str, dict[str, float]] = {}
+    for name in ("fp6", "fp6+rel"):
+        scratch, commands = [], []
+        for visitor, entries, first in zip(visitors, lists, firsts, strict=True):
+            base = int(float(first)) if name == "fp6+rel" else 0
+            compact = []
+            for entry in entries:
+                event_id, kind, item, ts = entry.decode().split(" ")
+                fp = hashlib.sha1(event_id.encode()).hexdigest()[:6]
+                compact.append(f"{fp}{TYPE_CODES[kind]}{item} {int(float(ts)) - base}")
+            key = f"bench:{{v:{visitor}}}:recent"
+            scratch.append(key)
+            commands.append(("RPUSH", key, *compact))
+        pipelined(client, commands)
+        sizes = pipelined(client, [("MEMORY", "USAGE", k, "SAMPLES", "0") for k in scratch])
+        result[name] = _stats([int(size) for size in sizes])
+        client.delete(*scratch)
+    return result
+
+
+def global_memory(client: redis.Redis) -> dict[str, Any]:
+    """Bytes of every global key by kind: bounded by limits and TTLs, not by visitors."""
+    keys = Keys()
+    found = [k.decode() for k in client.scan_iter(match=keys.global_match(), count=1000)]
+    sizes = pipelined(client, [("MEMORY", "USAGE", key, "SAMPLES", "0") for key in found])
+    kinds: dict[str, dict[str, float]] = {}
+    for key, size in zip(found, sizes, strict=True):
+        kind = "stream" if key == keys.stream else key.removeprefix(keys.prefix + "{g}:")
+        kind = re.sub(r":.*", "", kind)  # seen:<id> -> seen, trending:<bucket> -> trending
+        entry = kinds.setdefault(kind, {"keys": 0, "bytes": 0.0})
+        entry["keys"] += 1
+        entry["bytes"] += size or 0
+    return kinds
+
+
+def redis_part(quick: bool, url: str, client: redis.Redis) -> dict[str, Any]:
+    events = taobao_events(quick)
+    used_before = int(client.info("memory")["used_memory"])
+    seconds = asyncio.run(replay(url, events))
+    visitors = sorted({e.visitor_id for e in events})
+    result = {
+        "log": str(TAOBAO),
+        "events": len(events),
+        "replay_seconds": seconds,
+        "used_memory_delta": int(client.info("memory")["used_memory"]) - used_before,
+        "per_visitor": visitor_memory(client, visitors),
+        "recent_list_in_compact_formats": compact_formats(client, visitors),
+        "global": global_memory(client),
+    }
+    client.flushall()
+    return result
+
+
+# --- resident memory per worker -------------------------------------------------------------
+
+FACTOR_FILES = ("item_factors.npy", "user_factors.npy")
+
+
+def _kb(lines: list[str]) -> dict[str, int]:
+    """``Key:   N kB`` lines of smaps as bytes."""
+    out: dict[str, int] = {}
+    for line in lines:
+        name, _, rest = line.partition(":")
+        parts = rest.split()
+        if len(parts) == 2 and parts[1] == "kB":
+            out[name] = int(parts[0]) * 1024
+    return out
+
+
+def rollup(pid: int) -> dict[str, int]:
+    fields = ("Rss", "Pss", "Shared_Clean", "Shared_Dirty", "Private_Clean", "Private_Dirty",
+              "Anonymous")  # fmt: skip
+    values = _kb(Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines())
+    return {name: values.get(name, 0) for name in fields}
+
+
+def factor_mappings(pid: int) -> dict[str, dict[str, int]]:
+    """Rss / Pss / shared / private bytes of the factor files' mappings, summed per file."""
+    result: dict[str, dict[str, int]] = {}
+    current: str | None = None
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        head = line.split()
+        if head and re.fullmatch(r"[0-9a-f]+-[0-9a-f]+", head[0]):
+            name = Path(head[-1]).name if len(head) >= 6 else ""
+            current = name if name in FACTOR_FILES else None
+        elif current is not None:
+            for key, value in _kb([line]).items():
+                if key in ("Size", "Rss", "Pss", "Shared_Clean", "Private_Clean", "Private_Dirty"):
+                    entry = result.setdefault(current, {})
+                    entry[key] = entry.get(key, 0) + value
+    return result
+
+
+def descendants(pid: int) -> list[int]:
+    children: list[int] = []
+    for path in Path(f"/proc/{pid}/task").glob("*/children"):
+        children += [int(c) for c in path.read_text().split()]
+    return children + [d for c in children for d in descendants(c)]
+
+
+def serve_master(port: int) -> int:
+    """The ``personalize serve`` process listening on ``port`` (our own child, by cmdline)."""
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:  # not a process, or gone
+            continue
+        flag = argv.index(b"--port") if b"serve" in argv and b"--port" in argv else None
+        if flag is not None and argv[flag + 1] == str(port).encode():
+            return int(proc.name)
+    raise RuntimeError(f"no personalize serve process for port {port}")
+
+
+def workers_of(port: int) -> list[int]:
+    """Descendants of the master that map the factor files: the uvicorn workers."""
+    found = []
+    for pid in descendants(serve_master(port)):
+        try:
+            if FACTOR_FILES[0] in Path(f"/proc/{pid}/maps").read_text():
+                found.append(pid)
+        except OSError:
+            continue
+    return sorted(found)
+
+
+def customers_and_shapes(models: Path, n: int) -> tuple[list[str], dict[str, list[int]]]:
+    """Known customers and the factor shapes, read in a function so that this process's own
+    mappings of the files close on return (they would add a third sharer to every Pss)."""
+    model = load_model(models, verify=False)
+    arrays = model.artifact.arrays
+    shapes = {f: list(arrays[f.removesuffix(".npy")].shape) for f in FACTOR_FILES}
+    ids = model.users.ids
+    return [str(c) for c in ids[:: max(len(ids) // n, 1)]], shapes  # spread over the file
+
+
+def worker_memory(models: Path, url: str, work: Path, name: str, workers: int = 2
+                  ) -> dict[str, Any]:  # fmt: skip
+    customers, shapes = customers_and_shapes(models, 200)
+    port = free_port()
+
+    def request(i: int) -> loadgen.Request:
+        customer = customers[i % len(customers)]
+        return loadgen.get("/v1/recommendations", {"visitor_id": f"m-{i}", "customer_id": customer})
+
+    with engine_server(models, port, work / f"{name}.log", url, workers=workers):
+        pids: list[int] = []
+        for _round in range(20):  # both workers load the model and serve: bounded wait
+            stats = loadgen.run(loadgen.load(HOST, port, request, 200, 8, time.monotonic() + 30))
+            pids = workers_of(port)
+            served = all(factor_mappings(p).get(FACTOR_FILES[1], {}).get("Rss") for p in pids)
+            if len(pids) == workers and served and stats["errors"] == 0:
+                break
+            time.sleep(0.5)
+        if len(pids) != workers:
+            raise RuntimeError(f"found {len(pids)} workers mapping the factors, not {workers}")
+        per_worker = [{"pid": pid, "smaps_rollup": rollup(pid), "factors": factor_mappings(pid)}
+                      for pid in pids]  # fmt: skip
+        ours = FACTOR_FILES[0] in Path("/proc/self/maps").read_text()
+    return {
+        "models": str(models),
+        "factor_shapes": shapes,
+        "workers": per_worker,
+        "bench_process_maps_factors": ours,
+    }
+
+
+def tiled_catalog(models: Path, out: Path, copies: int) -> Path:
+    """The model with its catalog repeated ``copies`` times (ids ``<item>~<k>``), published."""
+    artifact = load_artifact(models, verify=False)
+    arrays = dict(artifact.arrays)
+    n = len(arrays["items"])
+    for name in ("item_factors", "popularity", "trending", "item_description", "item_category",
+                 "item_price", "item_baskets"):  # fmt: skip
+        arrays[name] = np.concatenate([arrays[name]] * copies)
+    arrays["items"] = np.array(
+        [f"{item}~{k}" for k in range(copies) for item in arrays["items"][:n]]
+    )
+    for name in ("history_counts", "history_last_time", "history_first_time"):
+        arrays[f"{name}.shape"] = np.array([arrays[f"{name}.shape"][0], n * copies])
+    for name in ("similarity", "together"):  # item x item: the copies get empty rows
+        indptr = arrays[f"{name}.indptr"]
+        arrays[f"{name}.indptr"] = np.concatenate(
+            [indptr, np.full(n * (copies - 1), indptr[-1], dtype=indptr.dtype)]
+        )
+        arrays[f"{name}.shape"] = np.array([n * copies, n * copies])
+    manifest = {k: v for k, v in artifact.manifest.items()
+                if k not in ("format_version", "version", "created", "files")}  # fmt: skip
+    version = write_artifact(out, arrays, manifest)
+    publish(out, version.name)
+    return out
+
+
+# --- the run --------------------------------------------------------------------------------
+
+
+def run(quick: bool, work: Path, models: Path | None = None) -> dict[str, Any]:
+    """Replay real sessions into a private Redis, then measure two engine workers."""
+    server = shutil.which("redis-server")
+    if server is None:
+        raise RuntimeError("redis-server not found on PATH: install redis-server (Debian)")
+    if models is None:
+        models = retail_model(work / "models")
+    port = free_port()
+    url = f"redis://{HOST}:{port}/0"
+    (work / "redis").mkdir()
+    with redis_server(server, port, work / "redis"), redis.Redis(host=HOST, port=port) as client:
+        result: dict[str, Any] = {"quick": quick, "redis": redis_part(quick, url, client)}
+        result["workers"] = {"model": worker_memory(models, url, work, "model")}
+        if not quick:
+            tiled = tiled_catalog(models, work / "tiled", copies=28)
+            result["workers"]["tiled_catalog"] = worker_memory(tiled, url, work, "tiled")
+    return result
+
+
+def print_report(result: dict[str, Any]) -> None:
+    r = result["redis"]
+    v = r["per_visitor"]
+    b = v["bytes_per_visitor"]
+    print(f"redis: {r['events']} events replayed in {r['replay_seconds']:.1f} s, "
+          f"{v['visitors']} visitors")  # fmt: skip
+    print(f"  bytes per visitor: mean {b['mean']:.0f}  p50 {b['p50']:.0f}  p99 {b['p99']:.0f}  "
+          f"max {b['max']:.0f}  total {b['total']:.0f}  "
+          f"(> {TARGET_BYTES} B: {v['over_target']} of {v['visitors']})")  # fmt: skip
+    for name, kind in v["keys"].items():
+        print(f"  {name:<8} {kind['keys']:>6} keys  mean {kind['mean_bytes']:7.0f} B  "
+              f"{kind['encodings']}")  # fmt: skip
+    fields = ", ".join(f"{k} {n:.1f}" for k, n in v["recent_entry_mean_chars_by_field"].items())
+    print(f"  recent entry: {v['recent_entry_mean_chars']:.1f} chars ({fields})")
+    for name, c in r["recent_list_in_compact_formats"].items():
+        print(
+            f"  recent list as {name}: mean {c['mean']:.0f}  p99 {c['p99']:.0f}  max {c['max']:.0f}"
+        )
+    for name, kind in r["global"].items():
+        print(f"  global {name:<10} {kind['keys']:>6} keys  {kind['bytes']:>10.0f} B")
+    for name, entry in result["workers"].items():
+        print(f"workers ({name}: factors {entry['factor_shapes']}):")
+        for w in entry["workers"]:
+            roll = {k: f"{v / 2**20:.1f}" for k, v in w["smaps_rollup"].items()}
+            print(f"  pid {w['pid']}: MiB {roll}")
+            for file, m in w["factors"].items():
+                print(f"    {file}: Size {m.get('Size', 0) / 2**20:.2f} MiB  "
+                      f"Rss {m.get('Rss', 0) / 2**20:.2f}  Pss {m.get('Pss', 0) / 2**20:.2f}  "
+                      f"Shared_Clean {m.get('Shared_Clean', 0) / 2**20:.2f}")  # fmt: skip
+
+
+def main() -> None:
+    stop_servers_on_sigterm()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="200 users; no tiled catalog")
+    parser.add_argument("--models", type=Path, help="a models directory (default: train one)")
+    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="write the results here")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
+        models = args.models.resolve() if args.models else None
+        result = run(args.quick, Path(tmp), models)
+    print_report(result)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
