@@ -79,8 +79,10 @@ class Recommender:
         model.items.build_index()
         items = model.scorer.factors.item_factors
         self._foldin = FoldIn(items, model.regularization, model.confidence_scale)
-        norms = np.linalg.norm(items, axis=1, keepdims=True)
-        self._unit = np.divide(items, norms, out=np.zeros_like(items), where=norms > 0)
+        # Norms, not unit-length copies of the factors: a copy would be private to each worker,
+        # while the memory-mapped factors are shared between them.
+        norms = np.linalg.norm(items, axis=1)
+        self._inverse_norms = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
         self._category_names, self._category_codes = np.unique(model.category, return_inverse=True)
         self.segment_names = frozenset(str(name) for name in np.unique(model.segments))
         self._trending_rank = np.log1p(model.trending_scores)
@@ -185,7 +187,8 @@ class Recommender:
     ) -> list[Recommended]:
         """Items most like ``item_id`` in the model's latent space; KeyError if unknown."""
         index = self._index(item_id)
-        scores = self._unit @ self._unit[index]
+        factors = self.model.scorer.factors.item_factors
+        scores = (factors @ factors[index]) * (self._inverse_norms * self._inverse_norms[index])
         allowed = self._available(unavailable)
         allowed[index] = False
         picked = _top(scores, allowed, k)

@@ -53,16 +53,19 @@ class FoldIn:
     def __init__(self, item_factors: np.ndarray, regularization: float, scale: float) -> None:
         """``scale`` is the confidence of a typical purchase in the training matrix, so that one
         session purchase weighs what one purchase weighed when the factors were fitted."""
-        self._factors = np.asarray(item_factors, dtype=np.float64)
-        f = self._factors.shape[1]
-        self._gram = self._factors.T @ self._factors + regularization * np.eye(f)
+        # Keep the (memory-mapped, shared) float32 factors; only a request's own rows are cast.
+        # A float64 copy of the catalog would be private to every worker.
+        self._factors = item_factors
+        f = item_factors.shape[1]
+        gram = item_factors.T.astype(np.float64) @ item_factors.astype(np.float64)
+        self._gram = gram + regularization * np.eye(f)
         self._scale = scale
 
     def user_vector(self, items: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """The latent vector of a user who interacted with ``items`` at these event weights."""
         if len(items) == 0:
             return np.zeros(self._factors.shape[1], dtype=np.float32)
-        y = self._factors[items]
+        y = self._factors[items].astype(np.float64)
         confidence = self._scale * weights
         a = self._gram + (y.T * np.maximum(confidence - 1.0, 0.0)) @ y
         b = y.T @ confidence
