@@ -171,6 +171,14 @@ def _model_args(p: argparse.ArgumentParser) -> None:
         type=int,
         help="baskets a bought-together pair needs to be kept (default 3)",
     )
+    g.add_argument(
+        "--validation-days",
+        type=int,
+        help="window cut from the end of training to fit the fusion weights (default 30)",
+    )
+    g.add_argument(
+        "--trend-days", type=int, help="window of the 'trending' item feature (default 30)"
+    )
     g.add_argument("--seed", type=int, help="random seed (default 0)")
 
 
@@ -214,7 +222,9 @@ def _params(args: argparse.Namespace) -> ModelParams:
                 )
             ),
             knn=KnnParams(**pick(similarity="knn", neighbours="neighbours")),
-            fusion=FusionParams(),
+            fusion=FusionParams(
+                **pick(validation_days="validation_days", trend_days="trend_days")
+            ),
             baskets=BasketParams(**pick(min_support="min_support")),
             **pick(seed="seed"),
         )

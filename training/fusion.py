@@ -16,6 +16,9 @@ from engine.models import FEATURES, RepeatAwareScorer
 from training.fit import Signals, fit_signals
 from training.params import ModelParams
 
+# The signals behind the weights are fitted on what precedes the validation window: it must be
+# most of the log, or they describe another, much smaller shop.
+MIN_EARLIER_SHARE = 0.5
 _USER_BLOCK = 256  # bounds the dense feature block at 256 x n_items x len(FEATURES) floats
 
 
@@ -28,9 +31,18 @@ def fit_repeat_aware(
     progress: bool = False,
 ) -> tuple[Signals, dict[str, float]]:
     """Fit signals on all ``events`` and fusion weights on their final validation window."""
-    start = as_of - params.fusion.validation_days * SECONDS_PER_DAY
+    days = params.fusion.validation_days
+    start = as_of - days * SECONDS_PER_DAY
     earlier = events.before(start)
     window = events.between(start, as_of)
+    if len(earlier) < MIN_EARLIER_SHARE * len(events):
+        span = (int(events.time.max()) - int(events.time.min())) / SECONDS_PER_DAY
+        raise ValueError(
+            f"only {len(earlier):,} of {len(events):,} events come before the {days}-day "
+            f"validation window (the log spans {span:.1f} days): the signals the weights are "
+            f"fitted on would be fitted on almost nothing; choose a shorter window "
+            f"(--validation-days, e.g. {max(1, int(span / 4))})"
+        )
     users = np.intersect1d(earlier.active_users(), window.active_users())
     if len(users) == 0:
         raise ValueError(

@@ -267,6 +267,15 @@ def test_fit_repeat_aware_needs_customers_in_the_validation_window() -> None:
         fit_repeat_aware(events, PARAMS, as_of=T0 + 50 * DAY, threads=1)
 
 
+def test_fit_repeat_aware_refuses_a_window_longer_than_most_of_the_log() -> None:
+    # A week of clicks with a few stray old events: a 30-day window would leave the weights
+    # fitted on signals of the strays alone (they came out all zero, silently).
+    rows = [(0, 0, 0.0), (1, 1, 0.5)] + [(u % 5, u % 4, 40 + u / 10) for u in range(30)]
+    events = _events(5, 4, rows)
+    with pytest.raises(ValueError, match="2 of 32 events come before the 30-day validation"):
+        fit_repeat_aware(events, PARAMS, as_of=T0 + 44 * DAY, threads=1)
+
+
 def test_signals_fit_when_nothing_sold_in_the_trend_window() -> None:
     # A shop closed for the last month before the cut: trending is all zero, not a crash.
     rng = np.random.default_rng(4)
