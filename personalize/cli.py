@@ -14,6 +14,8 @@ from api import cli as serving
 from engine.artifacts import ArtifactError
 from personalize import demo
 from training import cli as trainer
+from training.campaign import cli as campaign
+from training.crm import cli as crm
 from training.logs import LogError
 
 EXIT_USAGE = 2
@@ -28,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo.register(sub)
     trainer.register(sub)
+    crm.register(sub)
+    campaign.register(sub)
     serving.register(sub)
     return parser
 

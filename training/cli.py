@@ -222,9 +222,7 @@ def _params(args: argparse.Namespace) -> ModelParams:
                 )
             ),
             knn=KnnParams(**pick(similarity="knn", neighbours="neighbours")),
-            fusion=FusionParams(
-                **pick(validation_days="validation_days", trend_days="trend_days")
-            ),
+            fusion=FusionParams(**pick(validation_days="validation_days", trend_days="trend_days")),
             baskets=BasketParams(**pick(min_support="min_support")),
             **pick(seed="seed"),
         )

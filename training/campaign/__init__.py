@@ -1,0 +1,1 @@
+"""Marketing campaigns from a trained model: consent-aware personalised e-mail batches."""
