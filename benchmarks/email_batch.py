@@ -30,6 +30,7 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
+from benchmarks.fixtures import retail_model
 from engine.batch import BLOCK_FLOATS, bought_not_due, rank_batch, reasons
 from engine.consent import Channel, ConsentLedger, ConsentRecord, Status
 from engine.matrix import PurchaseHistory
@@ -37,7 +38,6 @@ from engine.model import Model, load_model
 from engine.models import FactorScorer, ItemKnnScorer, RepeatAwareScorer
 from training.campaign.email import EmailSpec, build_batch
 
-SHARED_RETAIL = Path(__file__).resolve().parents[2] / "shared/data/online-retail"
 K = 10
 WORKERS = os.cpu_count() or 1
 DAY = 86_400
@@ -232,13 +232,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     if args.models is None:
-        from training.logs import PRESETS, read_purchase_log
-        from training.params import ModelParams
-        from training.pipeline import train_model
-
-        log = read_purchase_log(SHARED_RETAIL / "online_retail.csv.gz", PRESETS["online-retail"])
-        args.models = Path(tempfile.mkdtemp(prefix="bench-models-"))
-        train_model(log, ModelParams(), models_dir=args.models, run_evaluation=False)
+        args.models = retail_model(Path(tempfile.mkdtemp(prefix="bench-models-")))
     retail = online_retail(load_model(args.models), args.repeat)
     print(f"Online Retail: {retail['customers']:,} customers x {retail['items']:,} items")
     for name, seconds in retail["seconds"].items():
