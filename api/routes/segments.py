@@ -28,7 +28,10 @@ async def segments(recommender: RecommenderDep) -> SegmentsOut:
         as_of=report["as_of"],
         customers=report["customers"],
         top20_share=report["top20_share"],
-        segments=[SegmentOut(name=name, **row) for name, row in report["segments"].items()],
+        segments=sorted(
+            (SegmentOut(name=name, **row) for name, row in report["segments"].items()),
+            key=lambda segment: -segment.revenue,  # the most valuable first
+        ),
     )
 
 

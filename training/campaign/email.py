@@ -110,7 +110,8 @@ class Summary:
         ]
         if self.unknown_unavailable:
             counts.append(("unavailable, not in model", self.unknown_unavailable))
-        return [f"{label:<28}{n:>8,}" for label, n in counts]
+        width = max(len(label) for label, _ in counts) + 2
+        return [f"{label:<{width}}{n:>8,}" for label, n in counts]
 
 
 @dataclass(frozen=True)
