@@ -88,7 +88,9 @@ def synthetic(
     n_users: int, repeat: int, ann: bool, n_items: int = 100_000, dims: int = 64
 ) -> dict[str, Any]:
     rng = np.random.default_rng(0)
-    item_factors = rng.standard_normal((n_items, dims), dtype=np.float32) / np.float32(np.sqrt(dims))
+    item_factors = rng.standard_normal((n_items, dims), dtype=np.float32) / np.float32(
+        np.sqrt(dims)
+    )
     user_factors = rng.standard_normal((n_users, dims), dtype=np.float32)
     users = np.arange(n_users)
     history = _history(rng, n_users, n_items, per_user=20)

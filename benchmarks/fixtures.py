@@ -5,6 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
+
+from engine.artifacts import load_artifact, publish, write_artifact
+
 REPO = Path(__file__).resolve().parents[1]
 # The same lookup as the tests: $PERSONALIZE_SHARED_DATA, else shared/data beside the checkout.
 SHARED_DATA = Path(os.environ.get("PERSONALIZE_SHARED_DATA") or REPO.parent / "shared" / "data")
@@ -20,3 +24,29 @@ def retail_model(models_dir: Path) -> Path:
     log = read_purchase_log(ONLINE_RETAIL, PRESETS["online-retail"])
     train_model(log, ModelParams(), models_dir=models_dir, run_evaluation=False)
     return models_dir
+
+
+def tiled_catalog(models: Path, out: Path, copies: int) -> Path:
+    """The model with its catalog repeated ``copies`` times (ids ``<item>~<k>``), published."""
+    artifact = load_artifact(models, verify=False)
+    arrays = dict(artifact.arrays)
+    n = len(arrays["items"])
+    for name in ("item_factors", "popularity", "trending", "item_description", "item_category",
+                 "item_price", "item_baskets"):  # fmt: skip
+        arrays[name] = np.concatenate([arrays[name]] * copies)
+    arrays["items"] = np.array(
+        [f"{item}~{k}" for k in range(copies) for item in arrays["items"][:n]]
+    )
+    for name in ("history_counts", "history_last_time", "history_first_time"):
+        arrays[f"{name}.shape"] = np.array([arrays[f"{name}.shape"][0], n * copies])
+    for name in ("similarity", "together"):  # item x item: the copies get empty rows
+        indptr = arrays[f"{name}.indptr"]
+        arrays[f"{name}.indptr"] = np.concatenate(
+            [indptr, np.full(n * (copies - 1), indptr[-1], dtype=indptr.dtype)]
+        )
+        arrays[f"{name}.shape"] = np.array([n * copies, n * copies])
+    manifest = {k: v for k, v in artifact.manifest.items()
+                if k not in ("format_version", "version", "created", "files")}  # fmt: skip
+    version = write_artifact(out, arrays, manifest)
+    publish(out, version.name)
+    return out

@@ -42,7 +42,7 @@ import pyarrow.csv as pacsv
 import redis
 
 from benchmarks import loadgen
-from benchmarks.fixtures import REPO, SHARED_DATA, retail_model
+from benchmarks.fixtures import REPO, SHARED_DATA, retail_model, tiled_catalog
 from benchmarks.servers import (
     HOST,
     engine_server,
@@ -50,7 +50,6 @@ from benchmarks.servers import (
     redis_server,
     stop_servers_on_sigterm,
 )
-from engine.artifacts import load_artifact, publish, write_artifact
 from engine.model import load_model
 from engine.profiles import Event, EventType, RedisProfileStore
 from engine.profiles.keys import Keys
@@ -334,32 +333,6 @@ def worker_memory(models: Path, url: str, work: Path, name: str, workers: int = 
         "workers": per_worker,
         "bench_process_maps_factors": ours,
     }
-
-
-def tiled_catalog(models: Path, out: Path, copies: int) -> Path:
-    """The model with its catalog repeated ``copies`` times (ids ``<item>~<k>``), published."""
-    artifact = load_artifact(models, verify=False)
-    arrays = dict(artifact.arrays)
-    n = len(arrays["items"])
-    for name in ("item_factors", "popularity", "trending", "item_description", "item_category",
-                 "item_price", "item_baskets"):  # fmt: skip
-        arrays[name] = np.concatenate([arrays[name]] * copies)
-    arrays["items"] = np.array(
-        [f"{item}~{k}" for k in range(copies) for item in arrays["items"][:n]]
-    )
-    for name in ("history_counts", "history_last_time", "history_first_time"):
-        arrays[f"{name}.shape"] = np.array([arrays[f"{name}.shape"][0], n * copies])
-    for name in ("similarity", "together"):  # item x item: the copies get empty rows
-        indptr = arrays[f"{name}.indptr"]
-        arrays[f"{name}.indptr"] = np.concatenate(
-            [indptr, np.full(n * (copies - 1), indptr[-1], dtype=indptr.dtype)]
-        )
-        arrays[f"{name}.shape"] = np.array([n * copies, n * copies])
-    manifest = {k: v for k, v in artifact.manifest.items()
-                if k not in ("format_version", "version", "created", "files")}  # fmt: skip
-    version = write_artifact(out, arrays, manifest)
-    publish(out, version.name)
-    return out
 
 
 # --- the run --------------------------------------------------------------------------------
