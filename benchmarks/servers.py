@@ -75,10 +75,12 @@ def redis_pongs(port: int) -> Callable[[], bool]:
     return check
 
 
-def uvicorn_server(port: int, log: Path) -> contextlib.AbstractContextManager[None]:
+def uvicorn_server(
+    port: int, log: Path, workers: int = 1
+) -> contextlib.AbstractContextManager[None]:
     """The floor app with the settings ``personalize serve`` gives uvicorn."""
     command = [sys.executable, "-m", "uvicorn", "benchmarks.bare_app:app",
-               "--host", HOST, "--port", str(port), "--workers", "1",
+               "--host", HOST, "--port", str(port), "--workers", str(workers),
                "--no-access-log", "--timeout-keep-alive", "65", "--lifespan", "on"]  # fmt: skip
     return running(command, log, http_ok(f"http://{HOST}:{port}/ping"))
 
