@@ -1,0 +1,265 @@
+"""The suite's Markdown report and PNG plots, from the one results dict ``python -m benchmarks``
+writes; every figure in the report is read from that dict, so the two cannot disagree.
+
+A section that is missing or failed is reported as such, never left out silently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on a server or in CI
+import matplotlib.pyplot as plt
+
+Table = list[list[str]]
+
+
+def write(results: dict[str, Any], out: Path) -> None:
+    """``out/report.md`` and one PNG per plotted section."""
+    sections = results["sections"]
+    parts = [_header(results), _targets(sections)]
+    for name, render in RENDERERS.items():
+        if name not in sections:
+            continue
+        data = sections[name]
+        parts.append(f"## {name}\n")
+        if "error" in data:
+            parts.append(f"**failed**: `{data['error']}`\n")
+            continue
+        parts.append(render(data, out))
+    (out / "report.md").write_text("\n".join(parts))
+
+
+def _md(header: list[str], rows: Table) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _header(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    mode = "quick" if results["quick"] else "full"
+    return (
+        f"# Benchmark report ({mode} run, {results['started']})\n\n"
+        f"Machine: {m['node']}, {m['cpus']} cpus ({m['processor']}), Python {m['python']}, "
+        f"BLAS {', '.join(m['blas']) or 'unknown'}. Client and server share the cores; compare "
+        "the ratios against the floors measured in the same run.\n"
+    )
+
+
+# --- targets ------------------------------------------------------------------------------------
+
+
+def _targets(sections: dict[str, Any]) -> str:
+    rows: Table = []
+
+    def add(target: str, measured: float | None, ok: Callable[[float], bool], fmt: str) -> None:
+        if measured is None:
+            rows.append([target, "not measured", "-"])
+        else:
+            rows.append([target, fmt.format(measured), "met" if ok(measured) else "**missed**"])
+
+    http = [r for r in sections.get("http", {}).get("cases", []) if "throughput_vs_floor" in r]
+    recs = [r for r in http if r["method"] == "GET" and r["workers"] == 1 and r["items"] < 10**5]
+    clicks = [r for r in http if r["method"] == "POST" and r["workers"] == 1]
+    add("recommendations >= 60 % of the floor's throughput (worst case, 1 worker)",
+        min((r["throughput_vs_floor"] for r in recs), default=None), lambda v: v >= 0.6,
+        "{:.0%}")  # fmt: skip
+    add("recommendation p99 <= floor p99 + 3 ms (worst case)",
+        max((r["p99_minus_floor_ms"] for r in recs), default=None), lambda v: v <= 3,
+        "+{:.1f} ms")  # fmt: skip
+    add("click p99 <= floor p99 + 1 ms (worst case)",
+        max((r["p99_minus_floor_ms"] for r in clicks), default=None), lambda v: v <= 1,
+        "+{:.1f} ms")  # fmt: skip
+    ingest = sections.get("ingestion", {}).get("cases", [])
+    add("batch ingest >= 30k events/s (store level)",
+        max((c["events_per_s"] for c in ingest if c["batch"] > 1), default=None),
+        lambda v: v >= 30_000, "{:,.0f} events/s")  # fmt: skip
+    ratios = sections.get("training", {}).get("ratios", {})
+    add(
+        "training <= 1.3x the direct path (read + fit)",
+        ratios.get("read+train / read_direct+fit_direct"),
+        lambda v: v <= 1.3,
+        "{:.2f}x",
+    )
+    rates = sections.get("email_batch", {}).get("synthetic", {}).get("customers_per_second", {})
+    add("e-mail batch >= 2,000 customers/s at 100k items, exact",
+        rates.get("exact top-10, masks"), lambda v: v >= 2000, "{:,.0f}/s")  # fmt: skip
+    per_visitor = sections.get("memory", {}).get("redis", {}).get("per_visitor", {})
+    add(
+        "Redis <= 1 KiB per active visitor (mean)",
+        per_visitor.get("bytes_per_visitor", {}).get("mean"),
+        lambda v: v <= 1024,
+        "{:,.0f} B",
+    )
+    return "## Targets\n\n" + _md(["target", "measured", ""], rows)
+
+
+# --- sections -----------------------------------------------------------------------------------
+
+
+def _quality(data: dict[str, Any], out: Path) -> str:
+    text = []
+    shown = {n: d for n, d in data["datasets"].items() if "metrics" in d}
+    for name, d in data["datasets"].items():
+        if name not in shown:
+            text.append(f"{name}: skipped ({d.get('skipped')})\n")
+            continue
+        arms = list(d["metrics"])
+        metrics = list(next(iter(d["metrics"].values())))
+        rows = [[m, *(f"{d['metrics'][a][m]:.4f}" for a in arms)] for m in metrics]
+        text.append(f"**{name}** ({d['users']:,} users, {d['items']:,} items, "
+                    f"{d['holdout_days']}-day hold-out)\n")  # fmt: skip
+        text.append(_md(["metric", *arms], rows))
+    if shown:
+        fig, axes = plt.subplots(1, len(shown), figsize=(5 * len(shown), 3.5), squeeze=False)
+        for ax, (name, d) in zip(axes[0], shown.items(), strict=True):
+            arms = list(d["metrics"])
+            for offset, metric in ((-0.2, "ndcg@10"), (0.2, "ndcg@10_new")):
+                values = [d["metrics"][a][metric] for a in arms]
+                ax.bar([i + offset for i in range(len(arms))], values, 0.4, label=metric)
+            ax.set_xticks(range(len(arms)), arms, rotation=30, ha="right")
+            ax.set_title(name)
+        axes[0][0].legend()
+        _save(fig, out / "quality.png")
+        text.append("![quality](quality.png)\n")
+    return "\n".join(text)
+
+
+def _training(data: dict[str, Any], out: Path) -> str:
+    rows = [[name, f"{value:.2f}x"] for name, value in data.get("ratios", {}).items()]
+    text = [_md(["ratio", "value"], rows)]
+    scaling = data.get("scaling", [])
+    if scaling:
+        keys = [k for k in scaling[0] if k != "name"]
+        text.append(_md(["case", *keys], [[s["name"], *(_fmt(s[k]) for k in keys)]
+                                          for s in scaling]))  # fmt: skip
+        series = {k: [s[k] for s in scaling] for k in keys if k.endswith("_seconds")}
+        if "rows" in keys and series:
+            fig, ax = plt.subplots(figsize=(6, 4))
+            for name, values in series.items():
+                ax.plot([s["rows"] for s in scaling], values, marker="o", label=name)
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel("log rows")
+            ax.set_ylabel("seconds")
+            ax.legend()
+            _save(fig, out / "training_scaling.png")
+            text.append("![training scaling](training_scaling.png)\n")
+    return "\n".join(text)
+
+
+def _compute(data: dict[str, Any], out: Path) -> str:
+    rows = [[name, f"{c['p50_ms']:.3f}", f"{c['p99_ms']:.3f}"] for name, c in data["cases"].items()]
+    return f"{data['items']:,} items, one thread\n\n" + _md(["case", "p50 ms", "p99 ms"], rows)
+
+
+def _http(data: dict[str, Any], out: Path) -> str:
+    cases = data["cases"]
+    rows = [[c["server"], str(c["workers"]), c["case"], f"{c['throughput_rps']:,.0f}",
+             f"{c['p50_ms']:.2f}", f"{c['p99_ms']:.2f}", str(c["errors"]),
+             f"{c['throughput_vs_floor']:.2f}" if "throughput_vs_floor" in c else ""]
+            for c in cases]  # fmt: skip
+    fig, ax = plt.subplots(figsize=(8, 0.3 * len(cases) + 1))
+    labels = [f"{c['server']} w{c['workers']}: {c['case']}" for c in cases]
+    ax.barh(labels, [c["p99_ms"] for c in cases], label="p99", color="#c44")
+    ax.barh(labels, [c["p90_ms"] for c in cases], label="p90", color="#e96")
+    ax.barh(labels, [c["p50_ms"] for c in cases], label="p50", color="#48c")
+    ax.invert_yaxis()
+    ax.set_xlabel("ms")
+    ax.legend()
+    _save(fig, out / "http_latency.png")
+    header = ["server", "workers", "case", "req/s", "p50 ms", "p99 ms", "errors", "x floor"]
+    return _md(header, rows) + "\n![HTTP latency](http_latency.png)\n"
+
+
+def _email(data: dict[str, Any], out: Path) -> str:
+    retail = data["online_retail"]
+    synth = data["synthetic"]
+    rows = [[f"Online Retail ({retail['customers']:,} customers): {k}", f"{v:.3f} s"]
+            for k, v in retail["seconds"].items()]  # fmt: skip
+    rows += [[f"{synth['items']:,} items: {k}", f"{v:,.0f} customers/s"]
+             for k, v in synth["customers_per_second"].items()]  # fmt: skip
+    return _md(["case", "measured"], rows)
+
+
+def _replay(data: dict[str, Any], out: Path) -> str:
+    metrics = data["metrics"]
+    rows = [[m["subset"], m["arm"], str(m["events"]), f"{m['hit_rate@10']:.4f}",
+             f"{m['mrr@10']:.4f}"] for m in metrics]  # fmt: skip
+    subsets = list(dict.fromkeys(m["subset"] for m in metrics))
+    arms = list(dict.fromkeys(m["arm"] for m in metrics))
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    width = 0.8 / len(arms)
+    for j, arm in enumerate(arms):
+        values = [next(m["hit_rate@10"] for m in metrics if m["subset"] == s and m["arm"] == arm)
+                  for s in subsets]  # fmt: skip
+        ax.bar([i + j * width for i in range(len(subsets))], values, width, label=arm)
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(subsets))], subsets)
+    ax.set_ylabel("hit@10")
+    ax.legend()
+    _save(fig, out / "replay.png")
+    head = (f"{data['events_replayed']:,} Taobao events of {data['users_replayed']} users "
+            f"replayed through the API in time order\n\n")  # fmt: skip
+    return (
+        head + _md(["events", "arm", "n", "hit@10", "MRR@10"], rows) + "\n![replay](replay.png)\n"
+    )
+
+
+def _ingestion(data: dict[str, Any], out: Path) -> str:
+    rows = [[c["level"], str(c["batch"]), f"{c['events_per_s']:,.0f}", f"{c['p50_ms']:.2f}",
+             f"{c['p99_ms']:.2f}", f"{c['vs_floor']:.2f}" if c.get("vs_floor") else ""]
+            for c in data["cases"]]  # fmt: skip
+    floors = [[batch, f"{f['clicks_per_s']:,.0f}"] for batch, f in data.get("floor", {}).items()]
+    return (_md(["level", "batch", "events/s", "p50 ms", "p99 ms", "x floor"], rows) + "\n"
+            + _md(["redis-benchmark floor, batch", "clicks/s"], floors))  # fmt: skip
+
+
+def _memory(data: dict[str, Any], out: Path) -> str:
+    text = []
+    per_visitor = data.get("redis", {}).get("per_visitor")
+    if per_visitor:
+        b = per_visitor["bytes_per_visitor"]
+        text.append(f"Redis bytes per visitor over {per_visitor['visitors']:,} replayed visitors: "
+                    f"mean {b['mean']:,.0f}, p50 {b['p50']:,.0f}, p99 {b['p99']:,.0f}, "
+                    f"max {b['max']:,.0f}\n")  # fmt: skip
+    rows = []
+    for model, info in data.get("workers", {}).items():
+        for worker in info.get("workers", []):
+            rollup = worker["smaps_rollup"]
+            rows.append([model, str(worker["pid"]), _mib(rollup["Rss"]), _mib(rollup["Pss"]),
+                         _mib(rollup["Anonymous"])])  # fmt: skip
+    if rows:
+        text.append(_md(["model", "worker", "RSS MiB", "PSS MiB", "private anon MiB"], rows))
+    return "\n".join(text)
+
+
+RENDERERS: dict[str, Callable[[dict[str, Any], Path], str]] = {
+    "quality": _quality,
+    "training": _training,
+    "compute": _compute,
+    "http": _http,
+    "email_batch": _email,
+    "replay": _replay,
+    "ingestion": _ingestion,
+    "memory": _memory,
+}
+
+
+def _mib(value: int) -> str:
+    return f"{value / 2**20:.1f}"
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:,.2f}" if isinstance(value, float) else f"{value:,}" if isinstance(
+        value, int) else str(value)  # fmt: skip
+
+
+def _save(fig: Any, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

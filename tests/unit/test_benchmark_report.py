@@ -1,0 +1,60 @@
+"""The benchmark report states each target as met or missed from the figures, never silently."""
+
+from pathlib import Path
+from typing import Any
+
+from benchmarks import report
+
+MACHINE = {"node": "n", "cpus": 2, "processor": "x86_64", "python": "3.11", "blas": []}
+
+
+def _http_row(method: str, workers: int, ratio: float, p99_over: float) -> dict[str, Any]:
+    return {
+        "server": "floor" if ratio is None else "redis", "workers": workers, "items": 3659,
+        "case": f"{method} x", "method": method, "requests": 10, "throughput_rps": 100.0,
+        "p50_ms": 1.0, "p90_ms": 2.0, "p99_ms": 3.0, "errors": 0,
+        "throughput_vs_floor": ratio, "p99_minus_floor_ms": p99_over,
+    }  # fmt: skip
+
+
+def _write(tmp_path: Path, sections: dict[str, Any]) -> str:
+    report.write(
+        {"started": "t", "quick": True, "machine": MACHINE, "sections": sections}, tmp_path
+    )
+    return (tmp_path / "report.md").read_text()
+
+
+def _target_row(text: str, start: str) -> str:
+    return next(line for line in text.splitlines() if line.startswith(f"| {start}"))
+
+
+def test_targets_are_judged_from_the_worst_case(tmp_path: Path) -> None:
+    http = {"cases": [_http_row("GET", 1, 0.7, 2.0), _http_row("GET", 1, 0.5, 1.0),
+                      _http_row("POST", 1, 0.9, 0.5)]}  # fmt: skip
+    text = _write(tmp_path, {"http": http})
+    assert "50% | **missed**" in _target_row(text, "recommendations >= 60 %")
+    assert "+2.0 ms | met" in _target_row(text, "recommendation p99")
+    assert "+0.5 ms | met" in _target_row(text, "click p99")
+    assert "not measured" in _target_row(text, "batch ingest")
+    assert (tmp_path / "http_latency.png").stat().st_size > 0
+
+
+def test_a_failed_section_is_reported_not_dropped(tmp_path: Path) -> None:
+    text = _write(tmp_path, {"replay": {"error": "RuntimeError: boom", "seconds": 1.0}})
+    assert "## replay" in text and "**failed**: `RuntimeError: boom`" in text
+
+
+def test_ingest_and_memory_targets(tmp_path: Path) -> None:
+    sections = {
+        "ingestion": {"cases": [
+            {"level": "store", "batch": 1, "events_per_s": 50_000.0, "p50_ms": 1.0,
+             "p99_ms": 2.0, "vs_floor": 0.5},
+            {"level": "store", "batch": 100, "events_per_s": 31_000.0, "p50_ms": 1.0,
+             "p99_ms": 2.0, "vs_floor": 0.9},
+        ]},
+        "memory": {"redis": {"per_visitor": {"visitors": 3, "bytes_per_visitor": {
+            "mean": 1500.0, "p50": 1400.0, "p99": 2000.0, "max": 2100.0}}}},
+    }  # fmt: skip
+    text = _write(tmp_path, sections)
+    assert "31,000 events/s | met" in _target_row(text, "batch ingest")  # batches only
+    assert "1,500 B | **missed**" in _target_row(text, "Redis <= 1 KiB")
