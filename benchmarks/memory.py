@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
 import re
 import shutil
@@ -53,6 +52,7 @@ from benchmarks.servers import (
 from engine.model import load_model
 from engine.profiles import Event, EventType, RedisProfileStore
 from engine.profiles.keys import Keys
+from engine.profiles.redis import FINGERPRINT_CHARS
 
 TAOBAO = SHARED_DATA / "taobao-userbehavior-head" / "user_behavior_head.csv.gz"
 BEHAVIOUR: dict[str, EventType] = {
@@ -138,10 +138,12 @@ def visitor_memory(client: redis.Redis, visitors: list[str]) -> dict[str, Any]:
         for reply in pipelined(client, [("LRANGE", keys.recent(v), 0, -1) for v in visitors])
         for entry in reply
     ]
-    fields = [entry.split(" ") for entry in entries]
+    # "<fingerprint><type code><item_id> <seconds since t0>" (record_visitor.lua)
+    fp = FINGERPRINT_CHARS
+    fields = [(e[:fp], e[fp : fp + 1], *e[fp + 1 :].split(" ")) for e in entries]
     lengths = {
         name: float(np.mean([len(f[i]) for f in fields]))
-        for i, name in enumerate(("event_id", "type", "item_id", "timestamp"))
+        for i, name in enumerate(("fingerprint", "type", "item_id", "seconds"))
     }
     return {
         "visitors": len(visitors),
@@ -153,40 +155,6 @@ def visitor_memory(client: redis.Redis, visitors: list[str]) -> dict[str, Any]:
         "recent_entry_mean_chars_by_field": lengths,
         "list_max_listpack_size": client.config_get("list-max-listpack-size"),
     }
-
-
-TYPE_CODES = {"view": "v", "click": "c", "add_to_cart": "a", "purchase": "p"}
-
-
-def compact_formats(client: redis.Redis, visitors: list[str]) -> dict[str, dict[str, float]]:
-    """Measured bytes of each visitor's recent list rewritten in two compact entry formats.
-
-    ``fp6``: ``<6 hex of sha1(event_id)><type code><item_id> <integer seconds>``: the
-    fingerprint keeps the visitor script idempotent on its own (``redis.sha1hex`` in Lua) at a
-    false-duplicate risk of 50 / 16**6 per event; ``fp6+rel``: seconds since the visitor's
-    ``first_seen`` (already in the profile hash) instead of epoch seconds.
-    """
-    keys = Keys()
-    lists = pipelined(client, [("LRANGE", keys.recent(v), 0, -1) for v in visitors])
-    firsts = pipelined(client, [("HGET", keys.profile(v), "first_seen") for v in visitors])
-    result: dict[str, dict[str, float]] = {}
-    for name in ("fp6", "fp6+rel"):
-        scratch, commands = [], []
-        for visitor, entries, first in zip(visitors, lists, firsts, strict=True):
-            base = int(float(first)) if name == "fp6+rel" else 0
-            compact = []
-            for entry in entries:
-                event_id, kind, item, ts = entry.decode().split(" ")
-                fp = hashlib.sha1(event_id.encode()).hexdigest()[:6]
-                compact.append(f"{fp}{TYPE_CODES[kind]}{item} {int(float(ts)) - base}")
-            key = f"bench:{{v:{visitor}}}:recent"
-            scratch.append(key)
-            commands.append(("RPUSH", key, *compact))
-        pipelined(client, commands)
-        sizes = pipelined(client, [("MEMORY", "USAGE", k, "SAMPLES", "0") for k in scratch])
-        result[name] = _stats([int(size) for size in sizes])
-        client.delete(*scratch)
-    return result
 
 
 def global_memory(client: redis.Redis) -> dict[str, Any]:
@@ -215,7 +183,6 @@ def redis_part(quick: bool, url: str, client: redis.Redis) -> dict[str, Any]:
         "replay_seconds": seconds,
         "used_memory_delta": int(client.info("memory")["used_memory"]) - used_before,
         "per_visitor": visitor_memory(client, visitors),
-        "recent_list_in_compact_formats": compact_formats(client, visitors),
         "global": global_memory(client),
     }
     client.flushall()
@@ -338,19 +305,24 @@ def worker_memory(models: Path, url: str, work: Path, name: str, workers: int = 
 # --- the run --------------------------------------------------------------------------------
 
 
-def run(quick: bool, work: Path, models: Path | None = None) -> dict[str, Any]:
+def run(
+    quick: bool, work: Path, models: Path | None = None, workers: bool = True
+) -> dict[str, Any]:
     """Replay real sessions into a private Redis, then measure two engine workers."""
     server = shutil.which("redis-server")
     if server is None:
         raise RuntimeError("redis-server not found on PATH: install redis-server (Debian)")
-    if models is None:
+    if models is None and workers:
         models = retail_model(work / "models")
     port = free_port()
     url = f"redis://{HOST}:{port}/0"
     (work / "redis").mkdir()
     with redis_server(server, port, work / "redis"), redis.Redis(host=HOST, port=port) as client:
         result: dict[str, Any] = {"quick": quick, "redis": redis_part(quick, url, client)}
-        result["workers"] = {"model": worker_memory(models, url, work, "model")}
+        result["workers"] = {}
+        if not workers or models is None:
+            return result
+        result["workers"]["model"] = worker_memory(models, url, work, "model")
         if not quick:
             tiled = tiled_catalog(models, work / "tiled", copies=28)
             result["workers"]["tiled_catalog"] = worker_memory(tiled, url, work, "tiled")
@@ -371,10 +343,6 @@ def print_report(result: dict[str, Any]) -> None:
               f"{kind['encodings']}")  # fmt: skip
     fields = ", ".join(f"{k} {n:.1f}" for k, n in v["recent_entry_mean_chars_by_field"].items())
     print(f"  recent entry: {v['recent_entry_mean_chars']:.1f} chars ({fields})")
-    for name, c in r["recent_list_in_compact_formats"].items():
-        print(
-            f"  recent list as {name}: mean {c['mean']:.0f}  p99 {c['p99']:.0f}  max {c['max']:.0f}"
-        )
     for name, kind in r["global"].items():
         print(f"  global {name:<10} {kind['keys']:>6} keys  {kind['bytes']:>10.0f} B")
     for name, entry in result["workers"].items():
@@ -394,10 +362,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="200 users; no tiled catalog")
     parser.add_argument("--models", type=Path, help="a models directory (default: train one)")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="write the results here")
+    parser.add_argument("--redis-only", action="store_true", help="skip the workers' memory")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
         models = args.models.resolve() if args.models else None
-        result = run(args.quick, Path(tmp), models)
+        result = run(args.quick, Path(tmp), models, workers=not args.redis_only)
     print_report(result)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n")

@@ -48,6 +48,12 @@ class Event:
 
 @dataclass(frozen=True)
 class RecentEvent:
+    """One of a visitor's newest events, as the stores keep it.
+
+    ``timestamp`` is in whole seconds (floored): the session decays over days and "recently
+    viewed" orders by position, so the Redis entry does not spend bytes on fractions.
+    """
+
     item_id: str
     type: EventType
     timestamp: float

@@ -12,6 +12,7 @@ Redis when running more than one).
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Sequence
@@ -155,15 +156,25 @@ class MemoryProfileStore:
         while len(self._visitors) > self._max_profiles:
             self._visitors.popitem(last=False)
 
-    def _apply_visitor_now(self, event: Event, now: float) -> bool:
+    def _apply_visitor_now(
+        self, event: Event, now: float, in_call: set[tuple[str, str]] | None = None
+    ) -> bool:
+        """``in_call``: (visitor, event id) pairs already applied by this record() call, which
+        the Redis visitor script also remembers beyond the recent list's cap."""
         visitor, new = self._visitor_for_write(event.visitor_id, now)
+        if in_call is not None:
+            if (event.visitor_id, event.event_id) in in_call:
+                return False
+            in_call.add((event.visitor_id, event.event_id))
         if not new and any(event_id == event.event_id for event_id, _ in visitor.recent):
             return False  # a retry of an event already applied
 
         ts = float(event.timestamp)
-        visitor.recent.appendleft(
-            (event.event_id, RecentEvent(item_id=event.item_id, type=event.type, timestamp=ts))
+        # Recent entries keep whole seconds, as the Redis layout does; first/last seen are exact.
+        recent = RecentEvent(
+            item_id=event.item_id, type=event.type, timestamp=float(math.floor(ts))
         )
+        visitor.recent.appendleft((event.event_id, recent))
         visitor.counters[event.type] += 1
         if visitor.first_seen is None or ts < visitor.first_seen:
             visitor.first_seen = ts
@@ -185,11 +196,11 @@ class MemoryProfileStore:
     async def record(self, events: Sequence[Event]) -> list[bool]:
         now = self._clock()
         self._sweep(now)
-        verdicts = []
+        verdicts = [self._apply_global(event, now) for event in events]
+        # Like Redis, the visitor half runs for repeated ids too; it is idempotent.
+        in_call: set[tuple[str, str]] = set()
         for event in events:
-            verdicts.append(self._apply_global(event, now))
-            # Like Redis, the visitor half runs for repeated ids too; it is idempotent.
-            self._apply_visitor_now(event, now)
+            self._apply_visitor_now(event, now, in_call)
         return verdicts
 
     def _profile(self, visitor_id: str, now: float) -> Profile:

@@ -1,10 +1,13 @@
 """The production profile store: Redis through redis.asyncio (hiredis parser when installed).
 
 Recording is one round trip per :meth:`RedisProfileStore.record` call, whatever the batch size:
-one pipeline holding, per event, an ``EVALSHA`` of the global script (idempotency marker, stream,
-trending) and one of the visitor script (recent list, counters, bought set, TTLs). Both scripts
-are shipped as files beside this module and are atomic; the visitor script is idempotent on its
-own, so resending a pipeline after a lost reply never double-counts.
+one pipeline of ``EVALSHA`` calls. The global script takes up to EVENTS_PER_CALL events per call
+(idempotency markers, stream, trending: every global key shares the ``{g}`` hash tag); the visitor
+script takes each visitor's events in order (recent list, counters, bought set, TTLs: a visitor's
+keys share its hash tag), packed several visitors per call on a single server and one visitor per
+call on Redis Cluster, so every call keeps to one slot there. Both scripts are shipped as files
+beside this module and are atomic; the visitor script is idempotent on its own, so resending a
+pipeline after a lost reply never double-counts.
 
 Every Redis failure surfaces as :class:`~engine.profiles.base.StoreUnavailableError`.
 """
@@ -18,6 +21,7 @@ from importlib.resources import files
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.commands.core import AsyncScript
@@ -38,6 +42,9 @@ from engine.profiles.keys import Keys
 
 # The trending sum is scratch space: it only has to outlive the MULTI that reads it.
 _UNION_TTL_SECONDS = 10
+# Events per script call: a script blocks Redis while it runs, so a batch of 1000 is split into
+# calls of about this many events (a few milliseconds each), all in the one pipeline.
+EVENTS_PER_CALL = 250
 
 
 def _lua(name: str) -> str:
@@ -65,13 +72,30 @@ def _unavailable(action: str) -> Iterator[None]:
         raise StoreUnavailableError(f"redis {action} failed: {exc}") from exc
 
 
-def parse_recent(entry: str) -> RecentEvent:
-    """Decode one recent-list entry ``"<event_id> <type> <item_id> <ts>"``."""
-    _event_id, etype, item_id, ts = entry.split(" ")
-    if etype not in EVENT_TYPES:
-        raise ValueError(f"unknown event type {etype!r} in recent entry")
-    kind: EventType = etype  # type: ignore[assignment]  # checked against EVENT_TYPES above
-    return RecentEvent(item_id=item_id, type=kind, timestamp=float(ts))
+# Recent entries (record_visitor.lua): "<fingerprint><type code><item_id> <seconds since t0>".
+FINGERPRINT_CHARS = 5
+TYPE_CODES: dict[str, EventType] = {
+    "v": "view", "c": "click", "a": "add_to_cart", "p": "purchase"
+}  # fmt: skip
+
+
+def parse_recent(entry: str, base: int) -> RecentEvent:
+    """Decode one recent-list entry; ``base`` is the profile's ``t0`` (whole epoch seconds).
+
+    Entries written before the compact format (``"<event_id> <type> <item_id> <ts>"``, until
+    their 30-day TTL ends) are read too.
+    """
+    head, sep, seconds = entry.rpartition(" ")
+    if head.count(" ") == 2:  # the previous format
+        _event_id, etype, item_id = head.split(" ")
+        if etype not in EVENT_TYPES:
+            raise ValueError(f"unknown event type {etype!r} in recent entry")
+        kind: EventType = etype  # type: ignore[assignment]  # checked against EVENT_TYPES
+        return RecentEvent(item_id=item_id, type=kind, timestamp=float(seconds))
+    code, item_id = head[FINGERPRINT_CHARS : FINGERPRINT_CHARS + 1], head[FINGERPRINT_CHARS + 1 :]
+    if not sep or code not in TYPE_CODES or not item_id:
+        raise ValueError(f"malformed recent entry {entry!r}")
+    return RecentEvent(item_id=item_id, type=TYPE_CODES[code], timestamp=float(base + int(seconds)))
 
 
 def parse_profile(
@@ -79,6 +103,7 @@ def parse_profile(
 ) -> Profile:
     """Build a :class:`Profile` from the raw LRANGE / HGETALL / SMEMBERS replies."""
     data = {_text(k): _text(v) for k, v in fields.items()}
+    base = int(data.get("t0", "0"))
     counters = {name: int(data[f"n_{name}"]) for name in EVENT_TYPES if f"n_{name}" in data}
     consent = (
         Consent(given=data["consent"] == "1", at=float(data["consent_at"]))
@@ -88,7 +113,7 @@ def parse_profile(
     return Profile(
         visitor_id=visitor_id,
         customer_id=data.get("customer_id") or None,
-        recent=tuple(parse_recent(_text(entry)) for entry in recent),
+        recent=tuple(parse_recent(_text(entry), base) for entry in recent),
         counters=counters,
         bought=frozenset(_text(item) for item in bought),
         first_seen=float(data["first_seen"]) if "first_seen" in data else None,
@@ -123,6 +148,7 @@ class RedisProfileStore:
         self._limits = limits or StoreLimits()
         self._clock = clock
         self._owns_client = owns_client
+        self._per_visitor = isinstance(client, RedisCluster)  # scripts must keep to one slot
         # Script objects keep the source and its SHA; they are loaded lazily on NOSCRIPT.
         self._global: AsyncScript = client.register_script(_lua("record_global.lua"))
         self._visitor: AsyncScript = client.register_script(_lua("record_visitor.lua"))
@@ -173,35 +199,63 @@ class RedisProfileStore:
 
     # --- writes ---------------------------------------------------------------------------------
 
-    def _global_call(self, event: Event, bucket: int) -> tuple[AsyncScript, list[str], list[str]]:
+    def _global_call(
+        self, events: Sequence[Event], bucket: int
+    ) -> tuple[AsyncScript, list[str], list[str]]:
         limits = self._limits
-        keys = [self._keys.seen(event.event_id), self._keys.stream, self._keys.trending(bucket)]
+        keys = [self._keys.seen(event.event_id) for event in events]
+        keys += [self._keys.stream, self._keys.trending(bucket)]
         args = [
             str(limits.idempotency_ttl_seconds),
             str(limits.stream_max_events),
             # A bucket is summed for trending_buckets widths after it starts; each write
             # pushes its expiry at least that far.
             str(limits.trending_buckets * limits.trending_bucket_seconds),
-            event.event_id,
-            event.visitor_id,
-            event.customer_id or "",
-            event.item_id,
-            event.type,
-            _ts(event.timestamp),
         ]
+        for event in events:
+            args += (event.event_id, event.visitor_id, event.customer_id or "", event.item_id,
+                     event.type, _ts(event.timestamp))  # fmt: skip
         return self._global, keys, args
 
-    def _visitor_call(self, event: Event) -> tuple[AsyncScript, list[str], list[str]]:
-        args = [
-            event.event_id,
-            event.item_id,
-            event.type,
-            _ts(event.timestamp),
-            event.customer_id or "",
-            str(self._limits.recent_events),
-            str(self._limits.profile_ttl_seconds),
-        ]
-        return self._visitor, self._keys.visitor_keys(event.visitor_id), args
+    def _visitor_call(
+        self, visitors: Sequence[tuple[str, Sequence[Event]]]
+    ) -> tuple[AsyncScript, list[str], list[str]]:
+        """Visitors' events, each visitor's in order, for one call of the visitor script."""
+        keys: list[str] = []
+        args = [str(self._limits.recent_events), str(self._limits.profile_ttl_seconds)]
+        for visitor_id, events in visitors:
+            keys += self._keys.visitor_keys(visitor_id)
+            args.append(str(len(events)))
+            for event in events:
+                args += (event.event_id, event.item_id, event.type, _ts(event.timestamp),
+                         event.customer_id or "")  # fmt: skip
+        return self._visitor, keys, args
+
+    def _visitor_calls(
+        self, events: Sequence[Event]
+    ) -> list[tuple[AsyncScript, list[str], list[str]]]:
+        """The visitor script calls of a batch.
+
+        On Redis Cluster one call per visitor (its keys are one slot). On a single server, where
+        a script may take keys of any slot, visitors are packed into calls of about
+        EVENTS_PER_CALL events: the per-call cost (dispatch, the script's setup, the client
+        packing the command) is paid once per call, not once per visitor.
+        """
+        by_visitor: dict[str, list[Event]] = {}
+        for event in events:
+            by_visitor.setdefault(event.visitor_id, []).append(event)
+        if self._per_visitor:
+            return [self._visitor_call([part]) for part in by_visitor.items()]
+        calls, group, size = [], [], 0
+        for visitor_id, part in by_visitor.items():
+            group.append((visitor_id, part))
+            size += len(part)
+            if size >= EVENTS_PER_CALL:
+                calls.append(self._visitor_call(group))
+                group, size = [], 0
+        if group:
+            calls.append(self._visitor_call(group))
+        return calls
 
     async def _run(self, calls: Sequence[tuple[AsyncScript, list[str], list[str]]]) -> list[Any]:
         """EVALSHA every call in one pipeline; on NOSCRIPT load the scripts and resend those.
@@ -236,25 +290,29 @@ class RedisProfileStore:
         raise StoreUnavailableError("redis kept answering NOSCRIPT after loading the scripts")
 
     async def record(self, events: Sequence[Event]) -> list[bool]:
-        """Store events in one round trip; per event, True if its id was new."""
+        """Store events in one round trip; per event, True if its id was new.
+
+        The visitor part always runs, even for a repeated id: if an earlier attempt stored the
+        global part but lost the visitor part, this completes it (and it is a no-op when the
+        visitor part was stored).
+        """
         if not events:
             return []
         bucket = int(self._clock() // self._limits.trending_bucket_seconds)
-        calls: list[tuple[AsyncScript, list[str], list[str]]] = []
-        for event in events:
-            # The visitor part always runs, even for a repeated id: if an earlier attempt stored
-            # the global part but lost the visitor part, this completes it (and it is a no-op
-            # when the visitor part was stored).
-            calls.append(self._global_call(event, bucket))
-            calls.append(self._visitor_call(event))
+        step = EVENTS_PER_CALL
+        calls = [
+            self._global_call(events[i : i + step], bucket) for i in range(0, len(events), step)
+        ]
+        n_global = len(calls)
+        calls += self._visitor_calls(events)
         with _unavailable("record"):
             results = await self._run(calls)
-        return [bool(int(verdict)) for verdict in results[0::2]]
+        return [bool(int(verdict)) for reply in results[:n_global] for verdict in reply]
 
     async def _apply_visitor(self, event: Event) -> bool:
         """Run only the visitor script (what a retry after a partial failure does)."""
         with _unavailable("record"):
-            (applied,) = await self._run([self._visitor_call(event)])
+            ((applied,),) = await self._run([self._visitor_call([(event.visitor_id, [event])])])
         return bool(int(applied))
 
     async def set_consent(self, visitor_id: str, consent: Consent) -> bool:

@@ -75,13 +75,14 @@ class Store(Protocol):
 class Harness:
     kind: str
     clock: FakeClock
-    make: Callable[[StoreLimits], Awaitable[Store]]
+    make: Callable[[StoreLimits, bool], Awaitable[Store]]
     redis: Redis | None = None  # a raw client on the private server (redis only)
     keys: Keys | None = None
     stores: list[Store] = field(default_factory=list)
 
-    async def store(self, limits: StoreLimits = LIMITS) -> Store:
-        store = await self.make(limits)
+    async def store(self, limits: StoreLimits = LIMITS, *, fresh: bool = False) -> Store:
+        """A store on the test's data, or with ``fresh`` on data of its own."""
+        store = await self.make(limits, fresh)
         self.stores.append(store)
         return store
 
@@ -91,8 +92,8 @@ async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
     clock = FakeClock()
     if request.param == "memory":
 
-        async def make_memory(limits: StoreLimits) -> Store:
-            return MemoryProfileStore(limits, clock=clock)
+        async def make_memory(limits: StoreLimits, fresh: bool) -> Store:
+            return MemoryProfileStore(limits, clock=clock)  # each one is its own data
 
         h = Harness("memory", clock, make_memory)
         yield h
@@ -100,8 +101,9 @@ async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
         url: str = request.getfixturevalue("redis_url")
         keys = Keys(f"test-{uuid.uuid4().hex[:12]}:")
 
-        async def make_redis(limits: StoreLimits) -> Store:
-            return RedisProfileStore.from_url(url, keys, limits, clock=clock)
+        async def make_redis(limits: StoreLimits, fresh: bool) -> Store:
+            prefix = Keys(f"test-{uuid.uuid4().hex[:12]}:") if fresh else keys
+            return RedisProfileStore.from_url(url, prefix, limits, clock=clock)
 
         raw = Redis.from_url(url, decode_responses=True)
         h = Harness("redis", clock, make_redis, redis=raw, keys=keys)
@@ -177,13 +179,27 @@ async def test_customer_link_survives_anonymous_events_and_follows_login(
     assert (await store.profile("v2")).customer_id == "c2"
 
 
-async def test_timestamps_round_trip_exactly(harness: Harness) -> None:
+async def test_timestamps_first_last_exact_recent_whole_seconds(harness: Harness) -> None:
+    # first_seen / last_seen round-trip exactly. Recent entries keep whole seconds (floor): the
+    # session decays with a 7-day half-life and "recently viewed" orders by position, so a
+    # fraction of a second changes nothing the engine computes, and 4-7 characters per entry
+    # are a quarter of the entry in Redis (see StoreLimits, record_visitor.lua).
     store = await harness.store()
     ts = 1_712_345_678.123456
     await store.record([ev(ts=ts)])
     profile = await store.profile("v1")
-    assert profile.recent[0].timestamp == ts
+    assert profile.recent[0].timestamp == 1_712_345_678.0
     assert profile.first_seen == profile.last_seen == ts
+    # Out of order and before the first event (the Redis layout stores seconds relative to it).
+    await store.record([ev(ts=ts - 3_600.5), ev(ts=ts + 86_400.999)])
+    profile = await store.profile("v1")
+    assert [r.timestamp for r in profile.recent] == [
+        1_712_345_678.0 + 86_401,
+        1_712_345_678.0 - 3_601,
+        1_712_345_678.0,
+    ]
+    assert profile.first_seen == ts - 3_600.5
+    assert profile.last_seen == ts + 86_400.999
 
 
 async def test_recent_list_is_capped_newest_first(harness: Harness) -> None:
@@ -250,6 +266,36 @@ async def test_batch_returns_a_verdict_per_event(harness: Harness) -> None:
     assert await store.record([]) == []
     assert (await store.profile("v1")).counters["view"] == 3
     assert len(await store.events(100)) == 4
+
+
+async def test_batch_of_many_visitors_matches_one_event_at_a_time(harness: Harness) -> None:
+    events = [
+        ev(f"i{n % 4}", ("view", "click", "add_to_cart", "purchase")[n % 4], visitor=f"v{n % 3}",
+           ts=T0 + (n * 7) % 11, customer=f"c{n}" if n % 5 == 0 else None)
+        for n in range(40)
+    ]  # fmt: skip
+    events.insert(8, events[3])  # a repeat inside the batch, still in the recent window
+    one_by_one = await harness.store()
+    single = [(await one_by_one.record([e]))[0] for e in events]
+    batched = await harness.store(fresh=True)  # its own keys: the ids above are new to it
+    assert await batched.record(events) == single
+    assert single.count(False) == 1
+    for visitor in ("v0", "v1", "v2"):
+        assert await batched.profile(visitor) == await one_by_one.profile(visitor)
+    assert await batched.trending(10) == await one_by_one.trending(10)
+    assert await batched.events(100) == await one_by_one.events(100)
+
+
+async def test_repeat_in_one_batch_counts_once_even_past_the_recent_cap(
+    harness: Harness,
+) -> None:
+    store = await harness.store()
+    first = ev("i1", "purchase")
+    # Eight newer events push the first out of the 5-entry recent list before it comes again.
+    events = [first, *(ev(f"i{n}") for n in range(2, 10)), first]
+    assert await store.record(events) == [True] * 9 + [False]
+    profile = await store.profile("v1")
+    assert dict(profile.counters) == {"purchase": 1, "view": 8}
 
 
 # --- reads that the recommender makes -----------------------------------------------------------
@@ -457,6 +503,34 @@ async def test_redis_record_is_one_round_trip(
         assert len(pipelines) == 1 and commands == []
         assert len(pipelines[0].scripts) == 0  # no SCRIPT EXISTS before the EVALSHAs
     finally:
+        await store.close()
+
+
+async def test_redis_recent_entries_are_compact_and_old_entries_still_read(
+    redis_url: str,
+) -> None:
+    keys = Keys(f"fmt-{uuid.uuid4().hex[:8]}:")
+    store = RedisProfileStore.from_url(redis_url, keys, LIMITS, clock=FakeClock())
+    raw = Redis.from_url(redis_url, decode_responses=True)
+    try:
+        # An entry in the format written before the compact one, on a profile without t0.
+        await raw.lpush(keys.recent("v1"), f"old-id click i0 {T0 - 10.5!r}")
+        event = ev("i1", "purchase", event_id="0123456789abcdef0123456789abcdef", ts=T0 + 0.75)
+        await store.record([event, ev("i2", ts=T0 + 62)])
+        entries = await raw.lrange(keys.recent("v1"), 0, -1)
+        assert [len(e) for e in entries[:2]] == [5 + 1 + 2 + 1 + 2, 5 + 1 + 2 + 1 + 1]
+        assert entries[0].endswith("vi2 62") and entries[1].endswith("pi1 0")
+        assert await raw.hget(keys.profile("v1"), "t0") == str(int(T0))
+        assert await raw.object("encoding", keys.recent("v1")) in ("quicklist", "listpack")
+        assert (await store.profile("v1")).recent == (
+            RecentEvent("i2", "view", T0 + 62),
+            RecentEvent("i1", "purchase", T0),
+            RecentEvent("i0", "click", T0 - 10.5),
+        )
+        assert await store.record([event]) == [False]  # the fingerprint finds it again
+        assert (await store.profile("v1")).counters == {"purchase": 1, "view": 1}
+    finally:
+        await raw.aclose()
         await store.close()
 
 
