@@ -1,18 +1,23 @@
-"""Training wall time against calling implicit directly on the same matrix, in one run.
+"""Training wall time and peak memory against a direct implicit fit on the same matrix.
 
-    python -m benchmarks.training [--log PATH] [--format NAME] [--repeat N] [--json OUT]
+    python -m benchmarks.training [--quick] [--repeat N] [--timeout S] [--json OUT]
 
-Measured (median of ``--repeat`` runs, each step timed on its own):
+Cases: the Online Retail log, and generated shops (power-law item popularity,
+:mod:`training.synthetic`) of about 1M and (unless ``--quick``) 10M purchase lines, written once to
+Parquet in a cache folder and reused. Every measurement runs in a fresh process, so peak RSS
+(``ru_maxrss``) is the step's own and does not accumulate:
 
-* ``read_direct``: ``pyarrow.csv.read_csv`` of the file, no cleaning (the floor for loading);
-* ``read``: ``read_purchase_log`` (parse, clean, report);
-* ``fit_direct``: one implicit ALS fit on the model's own weighted users x items matrix, with the
-  same hyperparameters (the floor for fitting);
-* ``fit_factors``: the same ALS fit through the engine's wrapper (``training.fit.fit_factors``);
-* ``fit``: ``fit_repeat_aware``: everything the default model fits (validation signals, weights,
-  full-log signals);
-* ``train``: ``train_model`` without evaluation (fit + artifact write);
-* ``evaluate``: the hold-out evaluation of the model and the four baselines.
+* ``direct``: ``pyarrow`` read of the file, no cleaning (``read_direct``), then one implicit ALS fit
+  with the model's hyperparameters on the model's own weighted users x items matrix
+  (``fit_direct``; the matrix is built once by another process and loaded untimed): the floor
+  for loading and fitting;
+* ``train``: ``read_purchase_log`` (``read``: parse, clean, report), then ``train_model`` without
+  evaluation (``train``: everything the default model fits, the bought-together pairs, segments
+  and the artifact write; split into ``fit`` and ``write``);
+* ``evaluate``: ``evaluate`` (hold-out fit of the model and the four baselines, scoring);
+  reading the log is not timed.
+
+Each case process is killed after ``--timeout`` seconds and reported as timed out.
 """
 
 from __future__ import annotations
@@ -21,109 +26,253 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow.csv as pacsv
-from implicit.cpu.als import AlternatingLeastSquares
-from threadpoolctl import threadpool_limits
+if TYPE_CHECKING:
+    from training.logs import PurchaseLog
 
-from engine.matrix import InteractionMatrix
-from training.dataset import interactions_from_table
-from training.evaluate import evaluate
-from training.fit import fit_factors
-from training.fusion import fit_repeat_aware
-from training.logs import PRESETS, read_purchase_log
-from training.params import ModelParams
-from training.pipeline import train_model
-
-DEFAULT_LOG = Path(__file__).resolve().parents[2] / "shared/data/online-retail/online_retail.csv.gz"
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_JSON = REPO / "benchmarks" / "results" / "training.json"
+ONLINE_RETAIL = REPO.parent / "shared/data/online-retail/online_retail.csv.gz"
+CACHE = Path(tempfile.gettempdir()) / "personalize-benchmarks"
+# Generated shops: (customers, items) giving about 1M and 10M lines at the default basket rates.
+SHOPS = {"synthetic-1m": (36_000, 10_000), "synthetic-10m": (305_000, 50_000)}
+STEPS = ("direct", "train", "evaluate")
 
 
-def median_seconds(fn: Callable[[], object], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def run(log_path: Path, fmt_name: str, repeat: int) -> dict[str, Any]:
-    fmt = PRESETS[fmt_name]
-    params = ModelParams()
-    log = read_purchase_log(log_path, fmt)
-    events = interactions_from_table(log.table)
-    as_of = int(events.time.max()) + 1
-    matrix = InteractionMatrix.from_interactions(events, params.factors.weighting, as_of=as_of)
-
-    def fit_direct() -> None:
-        with threadpool_limits(1, "blas"):
-            model = AlternatingLeastSquares(
-                factors=params.factors.factors,
-                regularization=params.factors.regularization,
-                iterations=params.factors.iterations,
-                random_state=0,
+def run(quick: bool, repeat: int = 1, timeout: float = 900.0) -> dict[str, Any]:
+    """Every case (Online Retail, 1M and, unless ``quick``, 10M lines) and step, each in its own
+    process; seconds are medians over ``repeat`` runs, peaks the largest."""
+    cases: dict[str, tuple[Path, str]] = {"online-retail": (ONLINE_RETAIL, "online-retail")}
+    generation: dict[str, dict[str, Any]] = {}
+    for name, (customers, items) in SHOPS.items():
+        if quick and name != "synthetic-1m":
+            continue
+        path = CACHE / f"shop-{customers}-{items}.parquet"
+        if not path.exists():
+            generation[name] = _subprocess(
+                ["--generate", str(path), "--customers", str(customers), "--items", str(items)],
+                timeout,
             )
-            model.fit(matrix.user_items, show_progress=False)
-
-    def train() -> None:
-        with tempfile.TemporaryDirectory() as tmp:
-            train_model(log, params, models_dir=Path(tmp), run_evaluation=False)
-
-    seconds = {
-        "read_direct": median_seconds(lambda: pacsv.read_csv(log_path), repeat),
-        "read": median_seconds(lambda: read_purchase_log(log_path, fmt), repeat),
-        "fit_direct": median_seconds(fit_direct, repeat),
-        "fit_factors": median_seconds(lambda: fit_factors(matrix, params.factors), repeat),
-        "fit": median_seconds(lambda: fit_repeat_aware(events, params, as_of=as_of), repeat),
-        "train": median_seconds(train, repeat),
-        "evaluate": median_seconds(lambda: evaluate(events, params), repeat),
-    }
+        cases[name] = (path, "generic")
+    results = {name: _case(path, fmt, repeat, timeout) for name, (path, fmt) in cases.items()}
     return {
-        "log": str(log_path),
-        "rows": log.report.rows_read,
-        "matrix": {
-            "users": matrix.shape[0],
-            "items": matrix.shape[1],
-            "nnz": int(matrix.user_items.nnz),
-        },
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "processor": platform.processor() or platform.machine(),
         },
+        "quick": quick,
         "repeat": repeat,
-        "seconds": seconds,
-        "ratios": {
-            "read / read_direct": seconds["read"] / seconds["read_direct"],
-            "fit_factors / fit_direct": seconds["fit_factors"] / seconds["fit_direct"],
-            "fit / fit_direct": seconds["fit"] / seconds["fit_direct"],
-            "read+train / read_direct+fit_direct": (seconds["read"] + seconds["train"])
-            / (seconds["read_direct"] + seconds["fit_direct"]),
-        },
+        "generation": generation,
+        "cases": results,
     }
+
+
+def _case(path: Path, fmt: str, repeat: int, timeout: float) -> dict[str, Any]:
+    runs: dict[str, list[dict[str, Any]]] = {step: [] for step in STEPS}
+    if not _matrix_path(path).exists():
+        _subprocess(["--step", "matrix", str(path), fmt], timeout)
+    for _ in range(repeat):
+        for step in STEPS:
+            runs[step].append(_subprocess(["--step", step, str(path), fmt], timeout))
+    steps = {step: _merge(measured) for step, measured in runs.items()}
+    out: dict[str, Any] = {"log": str(path), "format": fmt, "steps": steps}
+    direct, train = steps["direct"], steps["train"]
+    if "seconds" in direct and "seconds" in train:
+        d, t = direct["seconds"], train["seconds"]
+        out["rows"] = train["rows"]
+        out["matrix"] = direct["matrix"]
+        out["ratios"] = {
+            "read / read_direct": t["read"] / d["read_direct"],
+            "fit / fit_direct": t["fit"] / d["fit_direct"],
+            "read+train / read_direct+fit_direct": (t["read"] + t["train"])
+            / (d["read_direct"] + d["fit_direct"]),
+            "peak train / peak direct": train["peak_rss_mb"] / direct["peak_rss_mb"],
+        }
+    return out
+
+
+def _merge(measured: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median seconds and largest peak over repeated runs of one step (or its failure)."""
+    failed = [m for m in measured if "error" in m]
+    if failed:
+        return failed[0]
+    merged = dict(measured[0])
+    merged["seconds"] = {
+        key: statistics.median(m["seconds"][key] for m in measured) for key in merged["seconds"]
+    }
+    merged["peak_rss_mb"] = max(m["peak_rss_mb"] for m in measured)
+    return merged
+
+
+def _subprocess(args: list[str], timeout: float) -> dict[str, Any]:
+    """Run one measurement of this module in a fresh interpreter; its last stdout line is JSON."""
+    command = [sys.executable, "-m", "benchmarks.training", *args]
+    try:
+        done = subprocess.run(
+            command, cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:.0f} s"}
+    if done.returncode != 0:
+        return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"}
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _generate(path: Path, customers: int, items: int) -> dict[str, Any]:
+    from training.synthetic import ShopSpec, generate_shop, write_log
+
+    start = time.perf_counter()
+    table = generate_shop(ShopSpec(customers=customers, items=items))
+    tmp = path.with_suffix(".tmp.parquet")
+    write_log(table, tmp)
+    tmp.replace(path)  # a killed run leaves no half-written cache
+    return {
+        "rows": table.num_rows,
+        "seconds": time.perf_counter() - start,
+        "peak_rss_mb": _peak_rss_mb(),
+    }
+
+
+def _step(step: str, path: Path, fmt_name: str) -> dict[str, Any]:
+    """One step, timed in this (fresh) process."""
+    from training.logs import PRESETS, read_purchase_log
+
+    if step == "direct":
+        return _direct(path, fmt_name)
+    start = time.perf_counter()
+    log = read_purchase_log(path, PRESETS[fmt_name])
+    read = time.perf_counter() - start
+    if step == "matrix":
+        _save_matrix(log, _matrix_path(path))
+        return {}
+    from training.params import ModelParams
+
+    if step == "train":
+        from training.pipeline import train_model
+
+        start = time.perf_counter()
+        with tempfile.TemporaryDirectory() as tmp:
+            result = train_model(log, ModelParams(), models_dir=Path(tmp), run_evaluation=False)
+        seconds = {"read": read, "train": time.perf_counter() - start, **result.seconds}
+        return {"rows": log.report.rows_read, "seconds": seconds, "peak_rss_mb": _peak_rss_mb()}
+    from training.dataset import interactions_from_table
+    from training.evaluate import evaluate
+
+    events = interactions_from_table(log.table)
+    start = time.perf_counter()
+    evaluate(events, ModelParams())
+    return {"seconds": {"evaluate": time.perf_counter() - start}, "peak_rss_mb": _peak_rss_mb()}
+
+
+def _matrix_path(log_path: Path) -> Path:
+    return CACHE / f"{log_path.name.split('.')[0]}.matrix.npz"
+
+
+def _save_matrix(log: PurchaseLog, path: Path) -> None:
+    """The model's own weighted users x items matrix, for the direct fit to load untimed."""
+    import scipy.sparse as sp
+
+    from engine.matrix import InteractionMatrix
+    from training.dataset import interactions_from_table
+    from training.params import ModelParams
+
+    events = interactions_from_table(log.table)
+    as_of = int(events.time.max()) + 1
+    weighting = ModelParams().factors.weighting
+    matrix = InteractionMatrix.from_interactions(events, weighting, as_of=as_of)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sp.save_npz(path, matrix.user_items, compressed=False)
+
+
+def _direct(path: Path, fmt_name: str) -> dict[str, Any]:
+    """A plain pyarrow read, then implicit's ALS on the saved matrix of the same log."""
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+    import scipy.sparse as sp
+    from implicit.cpu.als import AlternatingLeastSquares
+    from threadpoolctl import threadpool_limits
+
+    from training.params import ModelParams
+
+    start = time.perf_counter()
+    table = pq.read_table(path) if path.suffix == ".parquet" else pacsv.read_csv(path)
+    read_direct = time.perf_counter() - start
+    del table
+    user_items = sp.load_npz(_matrix_path(path)).tocsr()
+    params = ModelParams().factors
+    start = time.perf_counter()
+    with threadpool_limits(1, "blas"):
+        model = AlternatingLeastSquares(
+            factors=params.factors,
+            regularization=params.regularization,
+            iterations=params.iterations,
+            random_state=0,
+        )
+        model.fit(user_items, show_progress=False)
+    return {
+        "seconds": {"read_direct": read_direct, "fit_direct": time.perf_counter() - start},
+        "matrix": {
+            "users": user_items.shape[0],
+            "items": user_items.shape[1],
+            "nnz": int(user_items.nnz),
+        },
+        "peak_rss_mb": _peak_rss_mb(),
+    }
+
+
+def _print(result: dict[str, Any]) -> None:
+    for name, case in result["cases"].items():
+        print(f"{name} ({case.get('rows', '?'):,} rows)" if "rows" in case else name)
+        for step, measured in case["steps"].items():
+            if "error" in measured:
+                print(f"  {step:<9} {measured['error']}")
+                continue
+            times = "  ".join(f"{k} {v:.2f} s" for k, v in measured["seconds"].items())
+            print(f"  {step:<9} peak {measured['peak_rss_mb']:7.0f} MB  {times}")
+        for ratio, value in case.get("ratios", {}).items():
+            print(f"  {ratio:<38} {value:6.2f}x")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--log", type=Path, default=DEFAULT_LOG)
-    parser.add_argument("--format", default="online-retail", choices=sorted(PRESETS))
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--quick", action="store_true", help="Online Retail and 1M lines only")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per step (median seconds)")
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds per step process")
+    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="write the results here")
+    # Internal: one measurement in this process (what run() starts each subprocess with).
+    parser.add_argument(
+        "--step", nargs=3, metavar=("STEP", "PATH", "FORMAT"), help=argparse.SUPPRESS
+    )
+    parser.add_argument("--generate", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--customers", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--items", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    result = run(args.log, args.format, args.repeat)
-    for name, value in result["seconds"].items():
-        print(f"{name:<12} {value:8.3f} s")
-    for name, value in result["ratios"].items():
-        print(f"{name:<38} {value:6.2f}x")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    if args.step:
+        step, path, fmt = args.step
+        print(json.dumps(_step(step, Path(path), fmt)))
+        return
+    if args.generate:
+        args.generate.parent.mkdir(parents=True, exist_ok=True)
+        print(json.dumps(_generate(args.generate, args.customers, args.items)))
+        return
+    result = run(args.quick, args.repeat, args.timeout)
+    _print(result)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

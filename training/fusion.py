@@ -19,7 +19,7 @@ from training.params import ModelParams
 # The signals behind the weights are fitted on what precedes the validation window: it must be
 # most of the log, or they describe another, much smaller shop.
 MIN_EARLIER_SHARE = 0.5
-_USER_BLOCK = 256  # bounds the dense feature block at 256 x n_items x len(FEATURES) floats
+_USER_BLOCK = 1024  # customers per block: bounds their sparse kNN product and sampled cells
 
 
 def fit_repeat_aware(
@@ -51,7 +51,15 @@ def fit_repeat_aware(
         )
     validation = fit_signals(earlier, params, as_of=start, threads=threads, progress=progress)
     weights = fit_weights(validation.scorer(), users, _bought(window), as_of=start, params=params)
-    return fit_signals(events, params, as_of=as_of, threads=threads, progress=progress), weights
+    final = fit_signals(
+        events,
+        params,
+        as_of=as_of,
+        threads=threads,
+        progress=progress,
+        warm_start=validation.factors,
+    )
+    return final, weights
 
 
 def fit_weights(
@@ -64,31 +72,52 @@ def fit_weights(
 ) -> dict[str, float]:
     """Logistic regression of 'bought in the window' on the features of sampled pairs.
 
-    Every purchased pair is kept and the others are sampled uniformly. The sampling must not
-    depend on any feature (keeping all history items, say, would bias the weight of ``bought``
-    by the log of the sampling rate); uniform sampling of negatives moves only the intercept.
+    Every purchased pair is kept and every other (customer, item) cell is kept with probability
+    ``negatives_per_user / n_items``, independently. The sampling must not depend on any feature
+    (keeping all history items, say, would bias the weight of ``bought`` by the log of the
+    sampling rate); uniform sampling of negatives moves only the intercept. Features are computed
+    for the sampled pairs only, so the cost follows the sample, not users x catalog.
     Weights are returned on the raw feature scale, ready for :class:`RepeatAwareScorer`.
     """
     rng = np.random.default_rng(params.seed)
+    n_items = scorer.n_items
+    rate = params.fusion.negatives_per_user / n_items
     xs: list[np.ndarray] = []
     ys: list[np.ndarray] = []
-    n_items = scorer.n_items
     for block in np.array_split(users, -(-len(users) // _USER_BLOCK)):
-        feats = scorer.features(block, as_of)
-        target = bought[block].toarray() > 0
-        sampled = rng.random((len(block), n_items)) < params.fusion.negatives_per_user / n_items
-        keep = target | sampled
-        xs.append(feats[keep])
-        ys.append(target[keep])
+        target = bought[block]
+        target.sum_duplicates()
+        rows = np.repeat(np.arange(len(block)), np.diff(target.indptr))
+        positives = rows * n_items + target.indices
+        sampled = _bernoulli_cells(rng, block.size * n_items, rate)
+        cells = np.concatenate([positives, sampled[~np.isin(sampled, positives)]])
+        rows, items = np.divmod(cells, n_items)
+        xs.append(scorer.pair_features(block, rows, items, as_of))
+        ys.append(np.arange(len(cells)) < len(positives))
     x = np.concatenate(xs)
     y = np.concatenate(ys)
     if y.all() or not y.any():
         raise ValueError("the validation window has no contrast between bought and not bought")
     mean, scale = x.mean(axis=0), x.std(axis=0)
     scale[scale == 0] = 1.0
-    model = LogisticRegression(max_iter=1000).fit((x - mean) / scale, y)
+    model = LogisticRegression(solver="newton-cholesky", max_iter=1000).fit((x - mean) / scale, y)
     coef = model.coef_.ravel() / scale
     return {name: float(c) for name, c in zip(FEATURES, coef, strict=True)}
+
+
+def _bernoulli_cells(rng: np.random.Generator, n_cells: int, rate: float) -> np.ndarray:
+    """Sorted indices of the successes of independent Bernoulli(``rate``) trials on
+    ``range(n_cells)``: the gaps between successes are geometric, so the cost is the sample's."""
+    if rate >= 1.0:
+        return np.arange(n_cells)
+    chunks = []
+    last = -1
+    while last < n_cells:
+        draws = int(rate * (n_cells - last) * 1.05) + 64
+        cells = last + np.cumsum(rng.geometric(rate, draws))
+        chunks.append(cells[cells < n_cells])
+        last = int(cells[-1])
+    return np.concatenate(chunks)
 
 
 def _bought(events: Interactions) -> sp.csr_matrix:

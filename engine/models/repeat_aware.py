@@ -28,6 +28,7 @@ FEATURES: tuple[str, ...] = (
     "knn_score",  # item-kNN score, scaled to [0, 1] per customer
 )
 RECENCY_HALF_LIFE_DAYS = 30.0
+_PAIR_CHUNK = 65_536  # pairs per row-wise factor dot product: bounds the gathered factors
 
 
 class RepeatAwareScorer:
@@ -79,6 +80,38 @@ class RepeatAwareScorer:
         out[:, :, 3:5] = self._item_features.T[None, :, :]
         out[:, :, 5] = self.factors.score(users, as_of)
         out[:, :, 6] = self._knn_scaled(users, as_of)
+        return out
+
+    def pair_features(
+        self, users: np.ndarray, rows: np.ndarray, items: np.ndarray, as_of: int
+    ) -> np.ndarray:
+        """(len(rows), len(FEATURES)) float32: ``features(users, as_of)[rows, items]``.
+
+        The same values without the users x catalog block: history values are looked up, factor
+        scores are row-wise dot products, and the kNN score's per-customer maximum comes from the
+        sparse kNN product.
+        """
+        out = np.empty((len(rows), len(FEATURES)), dtype=np.float32)
+        history = self.history
+        count = np.asarray(history.counts[users][rows, items], dtype=np.float32).ravel()
+        last = np.asarray(history.last_time[users][rows, items]).ravel()
+        bought = count > 0
+        age_days = np.maximum(as_of - last, 0.0) / SECONDS_PER_DAY
+        out[:, 0] = np.log1p(count)
+        out[:, 1] = bought
+        out[:, 2] = np.where(bought, np.exp2(-age_days / RECENCY_HALF_LIFE_DAYS), 0.0)
+        out[:, 3:5] = self._item_features[:, items].T
+        factors = self.factors
+        user_factors = factors.user_factors[users]
+        for lo in range(0, len(rows), _PAIR_CHUNK):
+            chunk = slice(lo, lo + _PAIR_CHUNK)
+            out[chunk, 5] = np.einsum(
+                "ij,ij->i", user_factors[rows[chunk]], factors.item_factors[items[chunk]]
+            )
+        knn = (self.knn.user_items[users] @ self.knn.similarity).tocsr()
+        top = knn.max(axis=1).toarray().ravel()
+        value = np.asarray(knn[rows, items], dtype=np.float32).ravel()
+        out[:, 6] = np.divide(value, top[rows], out=value, where=top[rows] > 0)
         return out
 
     def score(self, users: np.ndarray, as_of: int) -> np.ndarray:

@@ -15,8 +15,8 @@ from engine.models import FEATURES, FactorScorer, RepeatAwareScorer
 from engine.scoring import top_k
 from engine.vocab import Vocabulary
 from training.evaluate import HoldoutSplit, score_holdout
-from training.fit import fit_item_knn, fit_signals
-from training.fusion import fit_repeat_aware, fit_weights
+from training.fit import fit_factors, fit_item_knn, fit_signals
+from training.fusion import _bernoulli_cells, fit_repeat_aware, fit_weights
 from training.params import FactorParams, FusionParams, KnnParams, ModelParams
 
 T0 = 1_700_000_000
@@ -249,6 +249,31 @@ def test_fit_weights_is_deterministic_for_a_seed() -> None:
     assert fit_weights(scorer, users, bought, as_of=AS_OF, params=PARAMS) == first
 
 
+def test_pair_features_are_the_scorers_features_at_those_pairs() -> None:
+    # fit_weights computes features per sampled pair; serving computes them per user x catalog
+    # block: both must give the same values, or the weights would be fitted on other features.
+    scorer = _planted(np.random.default_rng(14))
+    users = np.array([3, 5, 8, 13, 21, 34, 55])
+    rng = np.random.default_rng(0)
+    rows = rng.integers(0, len(users), 300)
+    items = rng.integers(0, scorer.n_items, 300)
+    dense = scorer.features(users, AS_OF)[rows, items]
+    np.testing.assert_allclose(scorer.pair_features(users, rows, items, AS_OF), dense, atol=1e-5)
+
+
+def test_bernoulli_cells_keep_each_cell_independently_at_the_rate() -> None:
+    rng = np.random.default_rng(7)
+    hits = np.zeros(50, dtype=np.int64)
+    for _ in range(4000):
+        cells = _bernoulli_cells(rng, 50, 0.1)
+        assert (np.diff(cells) > 0).all() and ((cells >= 0) & (cells < 50)).all()
+        hits[cells] += 1
+    # 400 expected per cell, standard deviation 19: uniform over cells, right on the rate.
+    assert np.abs(hits - 400).max() < 100
+    assert abs(hits.mean() - 400) < 10
+    assert _bernoulli_cells(rng, 5, 1.0).tolist() == [0, 1, 2, 3, 4]
+
+
 def test_fit_weights_without_contrast_is_an_error() -> None:
     scorer = _planted(np.random.default_rng(13), n_users=10, n_items=15)
     users = np.arange(10)
@@ -287,3 +312,19 @@ def test_signals_fit_when_nothing_sold_in_the_trend_window() -> None:
     signals = fit_signals(events, params, as_of=T0 + 60 * DAY, threads=1)
     assert signals.trending.tolist() == [0.0] * 8
     assert signals.popularity.sum() == signals.history.counts.nnz
+
+
+def test_warm_started_als_continues_from_the_given_factors() -> None:
+    rng = np.random.default_rng(6)
+    rows = [(u, int(i), float(d)) for u in range(20) for i, d in zip(
+        rng.integers(0, 15, 6), rng.uniform(0, 40, 6), strict=True
+    )]  # fmt: skip
+    matrix = InteractionMatrix.from_interactions(_events(20, 15, rows))
+    params = FactorParams(factors=4, iterations=15, regularization=0.1)
+    cold = fit_factors(matrix, params, threads=1)
+    warm = fit_factors(matrix, params, threads=1, warm_start=cold)
+    # Already converged: a few more sweeps from the fitted factors barely move the scores.
+    users = np.arange(20)
+    np.testing.assert_allclose(warm.score(users, 0), cold.score(users, 0), atol=0.05)
+    with pytest.raises(ValueError, match="do not fit"):
+        fit_factors(matrix, params.model_copy(update={"factors": 3}), warm_start=cold)
