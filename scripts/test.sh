@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the engine with its test extras into .venv and run every check CI runs:
-# ruff (lint + format), mypy, then pytest. Safe to run again: it reuses .venv.
+# ruff (lint + format), mypy, then pytest; with CI set, also `python -m benchmarks --quick`.
+# Safe to run again: it reuses .venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,5 +20,9 @@ set -e
 if [ "$status" -eq 5 ]; then
     echo "pytest collected no tests: that is a failure, not a pass" >&2
     exit 1
+fi
+if [ "$status" -eq 0 ] && [ -n "${CI:-}" ]; then
+    # CI also runs the whole benchmark suite on a small budget, so that it cannot rot.
+    .venv/bin/python -m benchmarks --quick
 fi
 exit "$status"
