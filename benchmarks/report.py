@@ -79,10 +79,10 @@ def _targets(sections: dict[str, Any]) -> str:
     add("batch ingest >= 30k events/s (store level)",
         max((c["events_per_s"] for c in ingest if c["batch"] > 1), default=None),
         lambda v: v >= 30_000, "{:,.0f} events/s")  # fmt: skip
-    ratios = sections.get("training", {}).get("ratios", {})
+    retail = sections.get("training", {}).get("cases", {}).get("online-retail", {})
     add(
-        "training <= 1.3x the direct path (read + fit)",
-        ratios.get("read+train / read_direct+fit_direct"),
+        "training <= 1.3x the direct path (read + fit, Online Retail)",
+        retail.get("ratios", {}).get("read+train / read_direct+fit_direct"),
         lambda v: v <= 1.3,
         "{:.2f}x",
     )
@@ -131,26 +131,35 @@ def _quality(data: dict[str, Any], out: Path) -> str:
 
 
 def _training(data: dict[str, Any], out: Path) -> str:
-    rows = [[name, f"{value:.2f}x"] for name, value in data.get("ratios", {}).items()]
-    text = [_md(["ratio", "value"], rows)]
-    scaling = data.get("scaling", [])
-    if scaling:
-        keys = [k for k in scaling[0] if k != "name"]
-        text.append(_md(["case", *keys], [[s["name"], *(_fmt(s[k]) for k in keys)]
-                                          for s in scaling]))  # fmt: skip
-        series = {k: [s[k] for s in scaling] for k in keys if k.endswith("_seconds")}
-        if "rows" in keys and series:
-            fig, ax = plt.subplots(figsize=(6, 4))
-            for name, values in series.items():
-                ax.plot([s["rows"] for s in scaling], values, marker="o", label=name)
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-            ax.set_xlabel("log rows")
-            ax.set_ylabel("seconds")
-            ax.legend()
-            _save(fig, out / "training_scaling.png")
-            text.append("![training scaling](training_scaling.png)\n")
-    return "\n".join(text)
+    rows: Table = []
+    points = []
+    for name, case in data["cases"].items():
+        steps = case.get("steps", {})
+        if "error" in case or any("error" in step for step in steps.values()):
+            rows.append([name, "failed or timed out", "", "", "", "", ""])
+            continue
+        direct, train = steps["direct"], steps["train"]
+        direct_s = direct["seconds"]["read_direct"] + direct["seconds"]["fit_direct"]
+        train_s = train["seconds"]["read"] + train["seconds"]["train"]
+        rows.append([name, f"{case['rows']:,}", f"{direct_s:.2f}", f"{train_s:.2f}",
+                     f"{case['ratios']['read+train / read_direct+fit_direct']:.2f}x",
+                     f"{direct['peak_rss_mb']:,.0f}", f"{train['peak_rss_mb']:,.0f}"])  # fmt: skip
+        points.append((case["rows"], direct_s, train_s))
+    header = ["case", "rows", "direct s", "read+train s", "ratio", "direct MB", "train MB"]
+    text = _md(header, rows)
+    if len(points) > 1:
+        points.sort()
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label="direct")
+        ax.plot([p[0] for p in points], [p[2] for p in points], marker="o", label="read + train")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("log rows")
+        ax.set_ylabel("seconds")
+        ax.legend()
+        _save(fig, out / "training_scaling.png")
+        text += "\n![training scaling](training_scaling.png)\n"
+    return text
 
 
 def _compute(data: dict[str, Any], out: Path) -> str:
@@ -252,11 +261,6 @@ RENDERERS: dict[str, Callable[[dict[str, Any], Path], str]] = {
 
 def _mib(value: int) -> str:
     return f"{value / 2**20:.1f}"
-
-
-def _fmt(value: Any) -> str:
-    return f"{value:,.2f}" if isinstance(value, float) else f"{value:,}" if isinstance(
-        value, int) else str(value)  # fmt: skip
 
 
 def _save(fig: Any, path: Path) -> None:

@@ -5,7 +5,7 @@
 Cases: the Online Retail log, and generated shops (power-law item popularity,
 :mod:`training.synthetic`) of about 1M and (unless ``--quick``) 10M purchase lines, written once to
 Parquet in a cache folder and reused. Every measurement runs in a fresh process, so peak RSS
-(``ru_maxrss``) is the step's own and does not accumulate:
+(``VmHWM``) is the step's own and does not accumulate:
 
 * ``direct``: ``pyarrow`` read of the file, no cleaning (``read_direct``), then one implicit ALS fit
   with the model's hyperparameters on the model's own weighted users x items matrix
@@ -129,7 +129,12 @@ def _subprocess(args: list[str], timeout: float) -> dict[str, Any]:
 
 
 def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    """This process's peak RSS. VmHWM, not ``ru_maxrss``: Linux carries ``ru_maxrss`` over
+    ``fork`` and ``exec``, so a step started by a big parent would report the parent's size."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux: best effort
 
 
 def _generate(path: Path, customers: int, items: int) -> dict[str, Any]:
