@@ -3,6 +3,7 @@ ingestion and memory, written as one JSON file, a Markdown report and PNG plots.
 
     python -m benchmarks [--quick] [--only SECTION ...] [--out DIR]
 
+``--only`` runs some sections and keeps the other sections' latest results in the report.
 ``--quick`` (what CI runs, so the suite cannot rot) runs every section on a small budget and
 writes to ``benchmarks/results/quick/`` (not kept in git); the full run writes
 ``benchmarks/results/`` and takes about half an hour on 2 cores. Every server a section starts
@@ -111,6 +112,12 @@ def main() -> int:
         "machine": machine(),
         "sections": {},
     }
+    previous = out / "results.json"
+    if args.only and previous.is_file():
+        # Re-running some sections keeps the others' latest figures in the same report.
+        kept = json.loads(previous.read_text())
+        if kept.get("quick") == args.quick:
+            results["sections"] = kept["sections"]
     failed = []
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         work = Path(tmp)
