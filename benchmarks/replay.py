@@ -188,8 +188,10 @@ async def replay(
     users: dict[str, list[int]],
     known: frozenset[str],
     deadline: float,
+    include_seen: bool = False,
 ) -> tuple[np.ndarray, int]:
     """Ranks (events x arms; 0: not in the top K, -1: not replayed) and the requests sent."""
+    rule = {"include_seen": "true"} if include_seen else {}
     ranks = np.full((len(events.user), len(ARMS)), -1, dtype=np.int8)
     queue = deque(users.items())
     sent = 0
@@ -213,7 +215,7 @@ async def replay(
                         return
                     item = events.item[row]
                     for a, arm in enumerate(ARMS):
-                        params = {"visitor_id": f"{user}-{arm.suffix}", "k": str(K)}
+                        params = {"visitor_id": f"{user}-{arm.suffix}", "k": str(K), **rule}
                         reply = await send(
                             connection,
                             get("/v1/recommendations", params | (customer if arm.customer else {})),
@@ -293,6 +295,7 @@ def run(
     max_seconds: float = MAX_SECONDS,
     redis: bool = False,
     log: Path = TAOBAO,
+    include_seen: bool = False,
 ) -> dict[str, Any]:
     """Train on the log before the cut, replay the held-out events through the API, score them.
 
@@ -317,7 +320,7 @@ def run(
         with engine_server(models, port, work / "server.log", redis_url):
             start = time.perf_counter()
             deadline = time.monotonic() + max_seconds
-            ranks, sent = loadgen.run(replay(port, events, users, known, deadline))
+            ranks, sent = loadgen.run(replay(port, events, users, known, deadline, include_seen))
             return ranks, sent, time.perf_counter() - start
 
     if redis:
@@ -348,6 +351,7 @@ def run(
         "customers": len(model.users),
         "fusion_weights": model.manifest["weights"],
         "store": "redis" if redis else "memory",
+        "include_seen": include_seen,
         "event_types": EVENT_TYPES,
         "arms": arms,
         "k": K,
@@ -401,6 +405,9 @@ def main() -> None:
         "--max-seconds", type=float, default=MAX_SECONDS, help="time limit of the replay"
     )
     parser.add_argument("--redis", action="store_true", help="serve from a private redis-server")
+    parser.add_argument(
+        "--include-seen", action="store_true", help="keep items seen this session in the lists"
+    )
     parser.add_argument("--log", type=Path, default=TAOBAO, help="the Taobao UserBehavior file")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="write the results here")
     args = parser.parse_args()
@@ -416,6 +423,7 @@ def main() -> None:
             max_seconds=args.max_seconds,
             redis=args.redis,
             log=args.log,
+            include_seen=args.include_seen,
         )
     print_table(result)
     args.json.parent.mkdir(parents=True, exist_ok=True)

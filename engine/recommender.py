@@ -43,6 +43,9 @@ class Query:
     boost: Mapping[str, float] = field(default_factory=dict)  # item id -> score multiplier
     pin: tuple[str, ...] = ()  # items placed first, in this order (if they pass the filters)
     max_per_category: int | None = None  # diversity cap (relaxed only to fill k)
+    # Items seen this session are left out ("recently viewed" shows those); a click stream where
+    # visitors come back to what they viewed (measured on the Taobao replay) may keep them.
+    include_seen: bool = False
     explain: bool = True  # say why each item was chosen (else reasons are empty)
     # Boosts and pins apply only to customers in these value segments (empty: to everyone).
     target_segments: frozenset[str] = frozenset()
@@ -160,7 +163,8 @@ class Recommender:
             if row is not None and len(session_items):
                 strategy = "customer+session"
         allowed = self._allowed(query, profile, unavailable, row, context, now)
-        allowed[session_items] = False  # seen this session: "recently viewed" shows those
+        if not query.include_seen:
+            allowed[session_items] = False
         for item_id, factor in query.boost.items():
             index = model.items.index(item_id)
             if index is not None and factor > 0:

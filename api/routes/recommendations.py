@@ -95,6 +95,9 @@ class RecommendationParams(BaseModel):
         None, ge=1, le=100, description="diversity cap (relaxed only to fill k)"
     )
     explain: bool = Field(False, description="include a reason per item")
+    include_seen: bool = Field(
+        False, description="keep items the visitor saw this session (left out by default)"
+    )
     target_segment: list[Category] = Field(
         [],
         max_length=MAX_LIST_PARAM,
@@ -132,6 +135,7 @@ class RecommendationParams(BaseModel):
             pin=tuple(dict.fromkeys(self.pin)),
             max_per_category=self.max_per_category,
             explain=self.explain,
+            include_seen=self.include_seen,
             target_segments=frozenset(self.target_segment),
         )
 

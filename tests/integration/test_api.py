@@ -209,6 +209,14 @@ async def test_click_changes_the_very_next_recommendation(client: httpx.AsyncCli
     assert all(item["reason"] for item in after["items"])
 
 
+async def test_seen_items_come_back_only_when_asked(client: httpx.AsyncClient) -> None:
+    visitor = f"v-{uuid.uuid4().hex[:8]}"
+    await send(client, event(visitor, CLICKED))
+    assert CLICKED not in ids(await recommend(client, visitor, k=100))
+    # The clicked item is the session's own best match: asked for, it comes back.
+    assert CLICKED in ids(await recommend(client, visitor, k=100, include_seen=True))
+
+
 async def test_login_merges_the_session_into_the_customer(client: httpx.AsyncClient) -> None:
     visitor = f"v-{uuid.uuid4().hex[:8]}"
     await send(client, [event(visitor, CLICKED), event(visitor, "sku36", "view")])
