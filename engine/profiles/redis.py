@@ -39,6 +39,7 @@ from engine.profiles.base import (
     valid_id,
 )
 from engine.profiles.keys import Keys
+from engine.profiles.packing import HiredisPackingConnection
 
 # The trending sum is scratch space: it only has to outlive the MULTI that reads it.
 _UNION_TTL_SECONDS = 10
@@ -178,8 +179,13 @@ class RedisProfileStore:
         safe: the scripts are idempotent by event id (if a timed-out pipeline had in fact run,
         the resend reports those events as seen before, but stores nothing twice).
         """
+        # Plain TCP URLs get the C packer; TLS and Unix sockets keep redis-py's own classes.
+        packing: dict[str, Any] = {}
+        if url.startswith("redis://"):
+            packing["connection_class"] = HiredisPackingConnection
         client = Redis.from_url(
             url,
+            **packing,
             decode_responses=True,
             socket_timeout=socket_timeout,
             socket_connect_timeout=connect_timeout,
