@@ -39,7 +39,7 @@ from benchmarks import (
     report,
     training,
 )
-from benchmarks.fixtures import ONLINE_RETAIL, REPO, retail_model
+from benchmarks.fixtures import ONLINE_RETAIL, REPO, retail_model, write_json
 from benchmarks.servers import stop_servers_on_sigterm
 from engine.model import load_model
 
@@ -139,7 +139,7 @@ def main() -> int:
             results["sections"][name] = data
             print(f"   {name}: {data['seconds']:.1f} s", flush=True)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    write_json(out / "results.json", results)
     report.write(results, out)
     print(f"wrote {out / 'results.json'}, {out / 'report.md'} and the plots")
     if failed:

@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
@@ -30,7 +29,7 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from benchmarks.fixtures import retail_model
+from benchmarks.fixtures import retail_model, write_json
 from engine.batch import BLOCK_FLOATS, bought_not_due, rank_batch, reasons
 from engine.consent import Channel, ConsentLedger, ConsentRecord, Status
 from engine.matrix import PurchaseHistory
@@ -249,11 +248,10 @@ def main() -> None:
         print(f"  hnswlib {name:<32} {run['customers_per_second']:8,.0f} customers/s, "
               f"recall@10 {run['recall@10']:.3f}")  # fmt: skip
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
         # Other work on the machine slows every case alike; the load says how much there was.
         machine = {"cpus": os.cpu_count(), "load_average_1m_after": os.getloadavg()[0]}
         result = {"online_retail": retail, "synthetic": synth, "machine": machine}
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.json, result)
 
 
 if __name__ == "__main__":

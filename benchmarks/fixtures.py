@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 
 from engine.artifacts import load_artifact, publish, write_artifact
+from engine.profiles import EventType
 
 REPO = Path(__file__).resolve().parents[1]
 # The same lookup as the tests: $PERSONALIZE_SHARED_DATA, else shared/data beside the checkout.
 SHARED_DATA = Path(os.environ.get("PERSONALIZE_SHARED_DATA") or REPO.parent / "shared" / "data")
 ONLINE_RETAIL = SHARED_DATA / "online-retail" / "online_retail.csv.gz"
+TAOBAO = SHARED_DATA / "taobao-userbehavior-head" / "user_behavior_head.csv.gz"
+# Taobao behaviours as the API's event types.
+TAOBAO_EVENT_TYPES: dict[str, EventType] = {
+    "pv": "view",
+    "fav": "click",
+    "cart": "add_to_cart",
+    "buy": "purchase",
+}
 
 
 def retail_model(models_dir: Path) -> Path:
@@ -50,3 +64,21 @@ def tiled_catalog(models: Path, out: Path, copies: int) -> Path:
     version = write_artifact(out, arrays, manifest)
     publish(out, version.name)
     return out
+
+
+def read_taobao(path: Path = TAOBAO) -> pa.Table:
+    """The Taobao click log with string ids (as the API receives them); every behaviour must
+    have an event type."""
+    ids = {name: pa.string() for name in ("user_id", "item_id", "category_id")}
+    convert = pacsv.ConvertOptions(column_types={**ids, "timestamp": pa.int64()})
+    table = pacsv.read_csv(path, convert_options=convert)
+    unknown = set(pc.unique(table["behavior_type"]).to_pylist()) - set(TAOBAO_EVENT_TYPES)
+    if unknown:
+        raise ValueError(f"{path}: behaviour types without an event type: {sorted(unknown)}")
+    return table
+
+
+def write_json(path: Path, result: dict[str, Any]) -> None:
+    """A benchmark's results as indented JSON (its folder made if needed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, default=str) + "\n")

@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import loadgen
-from benchmarks.fixtures import retail_model, tiled_catalog
+from benchmarks.fixtures import retail_model, tiled_catalog, write_json
 from benchmarks.loadgen import Case, get, load, post_json
 from benchmarks.servers import (
     HOST,
@@ -251,8 +251,7 @@ def main() -> None:
         result = run(models.resolve(), work, spec, large=not args.no_large)
     print_table(result)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.json, result)
 
 
 if __name__ == "__main__":

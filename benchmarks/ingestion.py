@@ -34,7 +34,6 @@ import argparse
 import asyncio
 import csv
 import io
-import json
 import os
 import platform
 import shutil
@@ -53,7 +52,7 @@ import numpy as np
 import redis
 
 from benchmarks import loadgen
-from benchmarks.fixtures import REPO, retail_model
+from benchmarks.fixtures import REPO, retail_model, write_json
 from benchmarks.servers import (
     HOST,
     engine_server,
@@ -385,8 +384,7 @@ def main() -> None:
         models = args.models.resolve() if args.models else None
         result = run(args.quick, Path(tmp), models)
     print_table(result)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.json, result)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import re
 import shutil
 import tempfile
@@ -37,11 +36,18 @@ from typing import Any
 
 import numpy as np
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 import redis
 
 from benchmarks import loadgen
-from benchmarks.fixtures import REPO, SHARED_DATA, retail_model, tiled_catalog
+from benchmarks.fixtures import (
+    REPO,
+    TAOBAO,
+    TAOBAO_EVENT_TYPES,
+    read_taobao,
+    retail_model,
+    tiled_catalog,
+    write_json,
+)
 from benchmarks.servers import (
     HOST,
     engine_server,
@@ -50,14 +56,10 @@ from benchmarks.servers import (
     stop_servers_on_sigterm,
 )
 from engine.model import load_model
-from engine.profiles import Event, EventType, RedisProfileStore
+from engine.profiles import Event, RedisProfileStore
 from engine.profiles.keys import Keys
 from engine.profiles.redis import FINGERPRINT_CHARS
 
-TAOBAO = SHARED_DATA / "taobao-userbehavior-head" / "user_behavior_head.csv.gz"
-BEHAVIOUR: dict[str, EventType] = {
-    "pv": "view", "fav": "click", "cart": "add_to_cart", "buy": "purchase"
-}  # fmt: skip
 QUICK_USERS = 200
 REPLAY_BATCH = 1000
 TARGET_BYTES = 1024
@@ -69,14 +71,14 @@ DEFAULT_JSON = REPO / "benchmarks" / "results" / "memory.json"
 
 def taobao_events(quick: bool) -> list[Event]:
     """The Taobao head as events in time order (ties keep file order)."""
-    table = pacsv.read_csv(TAOBAO)
+    table = read_taobao()
     if quick:
         first = pc.unique(table["user_id"]).slice(0, QUICK_USERS)
         table = table.filter(pc.is_in(table["user_id"], value_set=first))
     table = table.take(pc.sort_indices(table, [("timestamp", "ascending")]))
     return [
-        Event(event_id=uuid.uuid4().hex, visitor_id=str(user), item_id=str(item),
-              type=BEHAVIOUR[kind], timestamp=float(ts))
+        Event(event_id=uuid.uuid4().hex, visitor_id=user, item_id=item,
+              type=TAOBAO_EVENT_TYPES[kind], timestamp=float(ts))
         for user, item, kind, ts in zip(
             table["user_id"].to_pylist(), table["item_id"].to_pylist(),
             table["behavior_type"].to_pylist(), table["timestamp"].to_pylist(), strict=True)
@@ -368,8 +370,7 @@ def main() -> None:
         models = args.models.resolve() if args.models else None
         result = run(args.quick, Path(tmp), models, workers=not args.redis_only)
     print_report(result)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.json, result)
 
 
 if __name__ == "__main__":

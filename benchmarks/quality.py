@@ -20,13 +20,12 @@ Baselines: popularity, buy-again, implicit ALS and implicit item-kNN, fitted on 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from benchmarks.fixtures import SHARED_DATA
+from benchmarks.fixtures import ONLINE_RETAIL, SHARED_DATA, write_json
 from training.dataset import interactions_from_table
 from training.evaluate import evaluate
 from training.logs import PRESETS, LogFormat, read_purchase_log
@@ -46,7 +45,7 @@ class Dataset:
 DATASETS = (
     Dataset(
         "online-retail",
-        SHARED_DATA / "online-retail/online_retail.csv.gz",
+        ONLINE_RETAIL,
         PRESETS["online-retail"],
         30,
     ),
@@ -123,8 +122,7 @@ def main() -> None:
     result = run(args.quick)
     print_table(result)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.json, result)
 
 
 if __name__ == "__main__":

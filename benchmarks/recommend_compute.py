@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import tempfile
 import time
 from collections.abc import Callable
@@ -28,7 +27,7 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from benchmarks.fixtures import retail_model
+from benchmarks.fixtures import retail_model, write_json
 from engine.model import Model, load_model
 from engine.profiles import Profile, RecentEvent
 from engine.recommender import Query, Recommender
@@ -107,8 +106,7 @@ def main() -> None:
     for name, stats in result["cases"].items():
         print(f"{name:<28} p50 {stats['p50_ms']:7.3f} ms   p99 {stats['p99_ms']:7.3f} ms")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.json, result)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ before each event the client asks for that user's top 10 in four arms:
 * ``customer``: the same customer on a visitor that never receives events: the model alone.
 
 An event is a hit in an arm when its item is in that arm's list (reciprocal rank for MRR@10).
-Behaviours map to event types as ``EVENT_TYPES`` says (pv -> view, fav -> click, cart ->
+Behaviours map to event types as ``TAOBAO_EVENT_TYPES`` says (pv -> view, fav -> click, cart ->
 add_to_cart, buy -> purchase); after the four requests the event is posted to both session
 visitors. The lift is each session arm against its arm without the session.
 
@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import shutil
 import tempfile
 import time
@@ -59,11 +58,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from benchmarks import loadgen
-from benchmarks.fixtures import REPO, SHARED_DATA
+from benchmarks.fixtures import REPO, TAOBAO, TAOBAO_EVENT_TYPES, read_taobao, write_json
 from benchmarks.loadgen import Connection, get, post_json
 from benchmarks.servers import (
     HOST,
@@ -74,7 +72,6 @@ from benchmarks.servers import (
 )
 from engine.model import load_model
 
-TAOBAO = SHARED_DATA / "taobao-userbehavior-head" / "user_behavior_head.csv.gz"
 DEFAULT_JSON = REPO / "benchmarks" / "results" / "replay.json"
 HOLDOUT_DAYS = 2
 DAY = 86_400
@@ -84,7 +81,6 @@ CONCURRENCY = 4  # connections: enough to keep one uvicorn worker busy on 2 core
 MAX_SECONDS = 1200.0  # the full replay takes ~10 minutes on a busy 2-core machine
 SEED = 0
 # A view says least, a purchase most (engine.session.EVENT_WEIGHTS); a favourite is a click.
-EVENT_TYPES = {"pv": "view", "fav": "click", "cart": "add_to_cart", "buy": "purchase"}
 
 
 @dataclass(frozen=True)
@@ -115,17 +111,6 @@ class Held:
     time: np.ndarray  # int64 epoch seconds
 
 
-def read_log(path: Path) -> pa.Table:
-    """The raw log with string ids, so that they match what the API receives."""
-    ids = {name: pa.string() for name in ("user_id", "item_id", "category_id")}
-    convert = pacsv.ConvertOptions(column_types={**ids, "timestamp": pa.int64()})
-    table = pacsv.read_csv(path, convert_options=convert)
-    unknown = set(pc.unique(table["behavior_type"]).to_pylist()) - set(EVENT_TYPES)
-    if unknown:
-        raise ValueError(f"{path}: behaviour types without an event type: {sorted(unknown)}")
-    return table
-
-
 def split(table: pa.Table, shift: int) -> tuple[pa.Table, Held, int]:
     """Shift every timestamp by ``shift``; the training rows, the held-out events, the cut."""
     table = table.set_column(
@@ -140,7 +125,7 @@ def split(table: pa.Table, shift: int) -> tuple[pa.Table, Held, int]:
     events = Held(
         user=held["user_id"].to_pylist(),
         item=held["item_id"].to_pylist(),
-        type=[EVENT_TYPES[b] for b in held["behavior_type"].to_pylist()],
+        type=[TAOBAO_EVENT_TYPES[b] for b in held["behavior_type"].to_pylist()],
         time=held["timestamp"].to_numpy(),
     )
     return train.drop_columns(["behavior_type"]), events, cut
@@ -303,7 +288,7 @@ def run(
     bound the replay; ``redis`` serves from a private redis-server instead of the embedded store.
     """
     clock = time.perf_counter()
-    table = read_log(log)
+    table = read_taobao(log)
     # The log's last event lands now: see "Time" in the module docstring.
     shift = int(time.time()) - int(pc.max(table["timestamp"]).as_py())
     rows, events, cut = split(table, shift)
@@ -352,7 +337,7 @@ def run(
         "fusion_weights": model.manifest["weights"],
         "store": "redis" if redis else "memory",
         "include_seen": include_seen,
-        "event_types": EVENT_TYPES,
+        "event_types": TAOBAO_EVENT_TYPES,
         "arms": arms,
         "k": K,
         "events_held_out": len(events.user),
@@ -426,8 +411,7 @@ def main() -> None:
             include_seen=args.include_seen,
         )
     print_table(result)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.json, result)
 
 
 if __name__ == "__main__":

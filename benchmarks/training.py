@@ -35,12 +35,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from benchmarks.fixtures import ONLINE_RETAIL, REPO, write_json
+
 if TYPE_CHECKING:
     from training.logs import PurchaseLog
 
-REPO = Path(__file__).resolve().parents[1]
 DEFAULT_JSON = REPO / "benchmarks" / "results" / "training.json"
-ONLINE_RETAIL = REPO.parent / "shared/data/online-retail/online_retail.csv.gz"
 CACHE = Path(tempfile.gettempdir()) / "personalize-benchmarks"
 # Generated shops: (customers, items) giving about 1M and 10M lines at the default basket rates.
 SHOPS = {"synthetic-1m": (36_000, 10_000), "synthetic-10m": (305_000, 50_000)}
@@ -276,8 +276,7 @@ def main() -> None:
         return
     result = run(args.quick, args.repeat, args.timeout)
     _print(result)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.json, result)
 
 
 if __name__ == "__main__":

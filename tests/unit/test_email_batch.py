@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pytest
+from shops import trained_shop
 
 from engine.consent import Channel, ConsentLedger, ConsentRecord, Status
 from engine.model import Model, load_model
@@ -24,21 +25,15 @@ from training.campaign.email import (
     read_send_log,
     write_batch,
 )
-from training.logs import PRESETS, read_purchase_log
-from training.params import ModelParams
-from training.pipeline import train_model
-from training.synthetic import ShopSpec, generate_shop, write_log
+from training.synthetic import ShopSpec, generate_shop
 
 DAY = 86_400.0
 
 
 @pytest.fixture(scope="module")
 def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("shop")
-    write_log(generate_shop(ShopSpec(customers=200, items=120, seed=5)), folder / "log.parquet")
-    log = read_purchase_log(folder / "log.parquet", PRESETS["generic"])
-    train_model(log, ModelParams(), models_dir=folder / "models", run_evaluation=False)
-    return folder / "models"
+    shop = generate_shop(ShopSpec(customers=200, items=120, seed=5))
+    return trained_shop(tmp_path_factory.mktemp("shop"), shop)
 
 
 @pytest.fixture(scope="module")

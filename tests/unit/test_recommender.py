@@ -18,16 +18,14 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pytest
+from shops import trained_shop
 
 from engine.artifacts import load_artifact, write_artifact
 from engine.matrix import SECONDS_PER_DAY
 from engine.model import Model, load_model
 from engine.profiles import Profile, RecentEvent
 from engine.recommender import Query, Recommendations, Recommended, Recommender
-from training.logs import PRESETS, read_purchase_log
-from training.params import ModelParams
-from training.pipeline import train_model
-from training.synthetic import ShopSpec, generate_shop, write_log
+from training.synthetic import ShopSpec, generate_shop
 
 SPEC = ShopSpec(customers=300, items=200, days=120, seed=1)
 DAY = SECONDS_PER_DAY
@@ -44,12 +42,7 @@ def generated() -> pa.Table:
 
 @pytest.fixture(scope="module")
 def models_dir(generated: pa.Table, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("shop")
-    write_log(generated, folder / "log.parquet")
-    log = read_purchase_log(folder / "log.parquet", PRESETS["generic"])
-    assert log.table.num_rows == generated.num_rows  # the generator writes only clean lines
-    train_model(log, ModelParams(), models_dir=folder / "models", run_evaluation=False)
-    return folder / "models"
+    return trained_shop(tmp_path_factory.mktemp("shop"), generated)
 
 
 @pytest.fixture(scope="module")
