@@ -52,9 +52,9 @@ async def get_holder(request: Request) -> ModelHolder:
     return holder
 
 
-async def get_recommender(request: Request) -> Recommender:
+def serving_recommender(holder: ModelHolder) -> Recommender:
     """The serving model, taken once: a reload during the request does not change it."""
-    recommender = request.app.state.holder.current
+    recommender = holder.current
     if recommender is None:
         raise HTTPException(
             HTTPStatus.SERVICE_UNAVAILABLE,
@@ -62,6 +62,10 @@ async def get_recommender(request: Request) -> Recommender:
             headers={"Retry-After": "5"},
         )
     return recommender
+
+
+async def get_recommender(request: Request) -> Recommender:
+    return serving_recommender(request.app.state.holder)
 
 
 async def get_optional_recommender(request: Request) -> Recommender | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -113,16 +114,21 @@ class RecommendedItem(BaseModel):
     category: str
     price: float | None
 
-    @classmethod
-    def of(cls, r: Recommended, *, explain: bool = True) -> RecommendedItem:
-        return cls(
-            item_id=r.item_id,
-            score=r.score,
-            reason=r.reason if explain else None,
-            description=r.description,
-            category=r.category,
-            price=r.price,
-        )
+
+def items_payload(items: Sequence[Recommended], *, explain: bool = True) -> list[dict[str, Any]]:
+    """Items as :class:`RecommendedItem` objects in JSON, built directly: the hot routes write
+    their answers with orjson rather than validating a model per item."""
+    return [
+        {
+            "item_id": r.item_id,
+            "score": r.score,
+            "reason": r.reason if explain else None,
+            "description": r.description,
+            "category": r.category,
+            "price": r.price,
+        }
+        for r in items
+    ]
 
 
 _ITEM_EXAMPLE: dict[str, Any] = {

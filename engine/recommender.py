@@ -256,7 +256,8 @@ class Recommender:
             allowed[bought] = False
             allowed[model.scorer.history.due(row, now)] = True  # buy-again: due items return
             allowed &= self._available(unavailable)
-        allowed[_known(model, profile.bought)] = False
+        if profile.bought:
+            allowed[_known(model, profile.bought)] = False
         if context is not None:
             allowed[context] = False
         if query.include_categories:
@@ -301,7 +302,8 @@ class Recommender:
 
     def _available(self, unavailable: frozenset[str]) -> np.ndarray:
         allowed = np.ones(len(self.model.items), dtype=bool)
-        allowed[_known(self.model, unavailable)] = False
+        if unavailable:
+            allowed[_known(self.model, unavailable)] = False
         return allowed
 
     def _codes(self, categories: frozenset[str]) -> np.ndarray:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from http import HTTPStatus
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException
+from fastapi import APIRouter, Body, HTTPException, Response
 
 from api.deps import (
     MetricsDep,
@@ -18,11 +18,12 @@ from api.routes.common import (
     API_PREFIX,
     ItemPath,
     K,
+    json_response,
     read_unavailable,
     store_failed,
     unavailable_for_writes,
 )
-from api.schemas import AvailabilityIn, AvailabilityOut, ItemsOut, RecommendedItem
+from api.schemas import AvailabilityIn, AvailabilityOut, ItemsOut, items_payload
 from engine.profiles import StoreUnavailableError
 from engine.recommender import Recommended
 
@@ -34,13 +35,14 @@ _UNKNOWN_ITEM: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _items_of(produce: Callable[[], list[Recommended]], version: str, degraded: bool) -> ItemsOut:
+def _items_of(produce: Callable[[], list[Recommended]], version: str, degraded: bool) -> Response:
+    """An :class:`ItemsOut` answer; 404 when ``produce`` does not know the item."""
     try:
         found = produce()
     except KeyError as exc:
         raise HTTPException(HTTPStatus.NOT_FOUND, "the model does not know this item") from exc
-    return ItemsOut(
-        items=[RecommendedItem.of(r) for r in found], model_version=version, degraded=degraded
+    return json_response(
+        {"items": items_payload(found), "model_version": version, "degraded": degraded}
     )
 
 
@@ -53,7 +55,7 @@ def _items_of(produce: Callable[[], list[Recommended]], version: str, degraded: 
 )
 async def similar(
     item_id: ItemPath, recommender: RecommenderDep, store: StoreDep, metrics: MetricsDep, k: K = 10
-) -> ItemsOut:
+) -> Response:
     unavailable, degraded = await read_unavailable(store, metrics, "/v1/items/{item_id}/similar")
     return _items_of(
         lambda: recommender.similar(item_id, k, unavailable),
@@ -71,7 +73,7 @@ async def similar(
 )
 async def bought_together(
     item_id: ItemPath, recommender: RecommenderDep, store: StoreDep, metrics: MetricsDep, k: K = 10
-) -> ItemsOut:
+) -> Response:
     unavailable, degraded = await read_unavailable(
         store, metrics, "/v1/items/{item_id}/bought-together"
     )
@@ -91,7 +93,7 @@ async def bought_together(
 )
 async def trending(
     recommender: RecommenderDep, store: StoreDep, metrics: MetricsDep, k: K = 10
-) -> ItemsOut:
+) -> Response:
     degraded = False
     live: list[tuple[str, float]] = []
     unavailable: frozenset[str] = frozenset()

@@ -5,13 +5,13 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, NoReturn, get_origin
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, StringConstraints, ValidationError
 
-from api.deps import MetricsDep, RecommenderDep, SettingsDep, StoreDep
-from api.routes.common import API_PREFIX, read_context
-from api.schemas import RecommendationsOut, RecommendedItem
+from api.deps import serving_recommender
+from api.routes.common import API_PREFIX, json_response, read_context
+from api.schemas import RecommendationsOut, items_payload
 from engine.profiles import ID_PATTERN, valid_id
 from engine.recommender import Query as RecQuery
 
@@ -73,21 +73,25 @@ class RecommendationParams(BaseModel):
         None, pattern=ID_PATTERN, description="the product page being shown", examples=["sku158"]
     )
     include_category: list[Category] = Field(
-        [], max_length=MAX_LIST_PARAM, description="only these categories (repeatable)"
+        default_factory=list,
+        max_length=MAX_LIST_PARAM,
+        description="only these categories (repeatable)",
     )
     exclude_category: list[Category] = Field(
-        [], max_length=MAX_LIST_PARAM, description="never these categories (repeatable)"
+        default_factory=list,
+        max_length=MAX_LIST_PARAM,
+        description="never these categories (repeatable)",
     )
     min_price: float | None = Field(None, ge=0, allow_inf_nan=False)
     max_price: float | None = Field(None, ge=0, allow_inf_nan=False)
     boost: list[str] = Field(
-        [],
+        default_factory=list,
         max_length=MAX_LIST_PARAM,
         description="'item:factor' multiplies an item's score (repeatable)",
         examples=[["sku49:1.5"]],
     )
     pin: list[_IdQuery] = Field(
-        [],
+        default_factory=list,
         max_length=MAX_LIST_PARAM,
         description="items placed first, in this order, if they pass the filters",
     )
@@ -99,7 +103,7 @@ class RecommendationParams(BaseModel):
         False, description="keep items the visitor saw this session (left out by default)"
     )
     target_segment: list[Category] = Field(
-        [],
+        default_factory=list,
         max_length=MAX_LIST_PARAM,
         description="boosts and pins apply only to customers in these value segments "
         "(repeatable; GET /v1/segments lists them)",
@@ -147,7 +151,7 @@ _LIST_FIELDS = frozenset(
 )
 
 
-async def recommendation_params(request: Request) -> RecommendationParams:
+def recommendation_params(request: Request) -> RecommendationParams:
     """Validate the query string against :class:`RecommendationParams` in one pydantic call.
 
     Errors keep FastAPI's shape (422, ``loc`` = ``["query", field, ...]``).
@@ -195,27 +199,30 @@ def _openapi_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
     response_model=RecommendationsOut,
     openapi_extra={"parameters": _openapi_parameters(RecommendationParams)},
 )
-async def recommendations(
-    params: Annotated[RecommendationParams, Depends(recommendation_params)],
-    recommender: RecommenderDep,
-    store: StoreDep,
-    metrics: MetricsDep,
-    settings: SettingsDep,
-) -> RecommendationsOut:
+async def recommendations(request: Request) -> Response:
+    # The hot path takes the request alone: each FastAPI dependency costs tens of microseconds,
+    # and a returned model would be validated again against ``response_model`` (which stays
+    # above for the OpenAPI document); the JSON is written once, by orjson.
+    state = request.app.state
+    recommender = serving_recommender(state.holder)
+    params = recommendation_params(request)
     query = params.to_query(recommender.segment_names)
+    metrics = state.metrics
     profile, unavailable, degraded = await read_context(
-        store, params.visitor_id, metrics, "/v1/recommendations"
+        state.store, params.visitor_id, metrics, "/v1/recommendations"
     )
     consent = profile.consent
-    personalized = consent.given if consent is not None else not settings.consent_required
+    personalized = consent.given if consent is not None else not state.settings.consent_required
     # Sub-millisecond and CPU-bound: called inline, a thread hop would cost more than it saves.
     result = recommender.recommend(query, profile, unavailable, personalized=personalized)
     metrics.recommendations.labels(result.strategy, result.segment or "").inc()
-    return RecommendationsOut(
-        visitor_id=params.visitor_id,
-        items=[RecommendedItem.of(r, explain=query.explain) for r in result.items],
-        strategy=result.strategy,
-        model_version=result.model_version,
-        segment=result.segment,
-        degraded=degraded,
+    return json_response(
+        {
+            "visitor_id": params.visitor_id,
+            "items": items_payload(result.items, explain=query.explain),
+            "strategy": result.strategy,
+            "segment": result.segment,
+            "model_version": result.model_version,
+            "degraded": degraded,
+        }
     )
