@@ -40,9 +40,9 @@ _TAGS = [
 ]
 
 
-def build_store(settings: ApiSettings, limits: StoreLimits | None = None) -> ProfileStore:
+def build_store(settings: ApiSettings) -> ProfileStore:
     """Redis when ``redis_url`` is set, else the embedded in-memory store."""
-    limits = limits or StoreLimits()
+    limits = StoreLimits(recent_events=settings.recent_events)
     if settings.redis_url is None:
         from engine.profiles.memory import MemoryProfileStore
 

@@ -13,6 +13,8 @@ from typing import Annotated, Literal, Self
 from pydantic import BeforeValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from engine.profiles import StoreLimits
+
 
 def _comma_separated(value: object) -> object:
     """``"a,b"`` -> ``["a", "b"]``: env values are plain text; JSON lists are still accepted."""
@@ -51,6 +53,12 @@ class ApiSettings(BaseSettings):
         False,
         description="personalize only visitors who gave consent (PUT /v1/visitors/{id}/consent); "
         "unset: everyone but those who withdrew it",
+    )
+    recent_events: int = Field(
+        StoreLimits.recent_events,
+        ge=1,
+        le=1000,
+        description="newest events kept per visitor: the session the recommendations fold in",
     )
     max_batch: int = Field(1000, ge=1, le=100_000, description="most events in one request")
     max_body_bytes: int = Field(

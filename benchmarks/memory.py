@@ -58,7 +58,6 @@ from benchmarks.servers import (
 from engine.model import load_model
 from engine.profiles import Event, RedisProfileStore
 from engine.profiles.keys import Keys
-from engine.profiles.redis import FINGERPRINT_CHARS
 
 QUICK_USERS = 200
 REPLAY_BATCH = 1000
@@ -140,12 +139,11 @@ def visitor_memory(client: redis.Redis, visitors: list[str]) -> dict[str, Any]:
         for reply in pipelined(client, [("LRANGE", keys.recent(v), 0, -1) for v in visitors])
         for entry in reply
     ]
-    # "<fingerprint><type code><item_id> <seconds since t0>" (record_visitor.lua)
-    fp = FINGERPRINT_CHARS
-    fields = [(e[:fp], e[fp : fp + 1], *e[fp + 1 :].split(" ")) for e in entries]
+    # "<type code><item_id> <seconds since t0>" (record_visitor.lua)
+    fields = [(e[:1], *e[1:].split(" ")) for e in entries]
     lengths = {
         name: float(np.mean([len(f[i]) for f in fields]))
-        for i, name in enumerate(("fingerprint", "type", "item_id", "seconds"))
+        for i, name in enumerate(("type", "item_id", "seconds"))
     }
     return {
         "visitors": len(visitors),

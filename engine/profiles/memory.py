@@ -40,7 +40,7 @@ def _checked_visitor(visitor_id: str) -> str:
 class _Visitor:
     """What the Redis layout keeps under one visitor's three keys."""
 
-    recent: deque[tuple[str, RecentEvent]]  # (event_id, event), newest first
+    recent: deque[RecentEvent]  # newest first, whole seconds: an entry is its own identity
     counters: Counter[str] = field(default_factory=Counter)
     bought: set[str] = field(default_factory=set)
     customer_id: str | None = None
@@ -157,24 +157,26 @@ class MemoryProfileStore:
             self._visitors.popitem(last=False)
 
     def _apply_visitor_now(
-        self, event: Event, now: float, in_call: set[tuple[str, str]] | None = None
+        self, event: Event, now: float, in_call: set[tuple[str, RecentEvent]] | None = None
     ) -> bool:
-        """``in_call``: (visitor, event id) pairs already applied by this record() call, which
-        the Redis visitor script also remembers beyond the recent list's cap."""
-        visitor, new = self._visitor_for_write(event.visitor_id, now)
-        if in_call is not None:
-            if (event.visitor_id, event.event_id) in in_call:
-                return False
-            in_call.add((event.visitor_id, event.event_id))
-        if not new and any(event_id == event.event_id for event_id, _ in visitor.recent):
-            return False  # a retry of an event already applied
+        """As the Redis visitor script: the entry (type, item, whole second) is the event's
+        identity, so a retry changes nothing and a double-fired event is one entry.
 
+        ``in_call``: (visitor, entry) pairs applied by this record() call, which the Redis
+        script also remembers beyond the recent list's cap.
+        """
+        visitor, new = self._visitor_for_write(event.visitor_id, now)
         ts = float(event.timestamp)
-        # Recent entries keep whole seconds, as the Redis layout does; first/last seen are exact.
         recent = RecentEvent(
             item_id=event.item_id, type=event.type, timestamp=float(math.floor(ts))
         )
-        visitor.recent.appendleft((event.event_id, recent))
+        if in_call is not None:
+            if (event.visitor_id, recent) in in_call:
+                return False
+            in_call.add((event.visitor_id, recent))
+        if not new and recent in visitor.recent:
+            return False
+        visitor.recent.appendleft(recent)
         visitor.counters[event.type] += 1
         if visitor.first_seen is None or ts < visitor.first_seen:
             visitor.first_seen = ts
@@ -198,7 +200,7 @@ class MemoryProfileStore:
         self._sweep(now)
         verdicts = [self._apply_global(event, now) for event in events]
         # Like Redis, the visitor half runs for repeated ids too; it is idempotent.
-        in_call: set[tuple[str, str]] = set()
+        in_call: set[tuple[str, RecentEvent]] = set()
         for event in events:
             self._apply_visitor_now(event, now, in_call)
         return verdicts
@@ -210,7 +212,7 @@ class MemoryProfileStore:
         return Profile(
             visitor_id=visitor_id,
             customer_id=visitor.customer_id,
-            recent=tuple(event for _, event in visitor.recent),
+            recent=tuple(visitor.recent),
             counters=dict(visitor.counters),
             bought=frozenset(visitor.bought),
             first_seen=visitor.first_seen,

@@ -73,27 +73,16 @@ def _unavailable(action: str) -> Iterator[None]:
         raise StoreUnavailableError(f"redis {action} failed: {exc}") from exc
 
 
-# Recent entries (record_visitor.lua): "<fingerprint><type code><item_id> <seconds since t0>".
-FINGERPRINT_CHARS = 5
+# Recent entries (record_visitor.lua): "<type code><item_id> <seconds since t0>".
 TYPE_CODES: dict[str, EventType] = {
     "v": "view", "c": "click", "a": "add_to_cart", "p": "purchase"
 }  # fmt: skip
 
 
 def parse_recent(entry: str, base: int) -> RecentEvent:
-    """Decode one recent-list entry; ``base`` is the profile's ``t0`` (whole epoch seconds).
-
-    Entries written before the compact format (``"<event_id> <type> <item_id> <ts>"``, until
-    their 30-day TTL ends) are read too.
-    """
+    """Decode one recent-list entry; ``base`` is the profile's ``t0`` (whole epoch seconds)."""
     head, sep, seconds = entry.rpartition(" ")
-    if head.count(" ") == 2:  # the previous format
-        _event_id, etype, item_id = head.split(" ")
-        if etype not in EVENT_TYPES:
-            raise ValueError(f"unknown event type {etype!r} in recent entry")
-        kind: EventType = etype  # type: ignore[assignment]  # checked against EVENT_TYPES
-        return RecentEvent(item_id=item_id, type=kind, timestamp=float(seconds))
-    code, item_id = head[FINGERPRINT_CHARS : FINGERPRINT_CHARS + 1], head[FINGERPRINT_CHARS + 1 :]
+    code, item_id = head[:1], head[1:]
     if not sep or code not in TYPE_CODES or not item_id:
         raise ValueError(f"malformed recent entry {entry!r}")
     return RecentEvent(item_id=item_id, type=TYPE_CODES[code], timestamp=float(base + int(seconds)))
@@ -233,8 +222,7 @@ class RedisProfileStore:
             keys += self._keys.visitor_keys(visitor_id)
             args.append(str(len(events)))
             for event in events:
-                args += (event.event_id, event.item_id, event.type, _ts(event.timestamp),
-                         event.customer_id or "")  # fmt: skip
+                args += (event.item_id, event.type, _ts(event.timestamp), event.customer_id or "")
         return self._visitor, keys, args
 
     def _visitor_calls(

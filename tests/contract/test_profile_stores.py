@@ -210,6 +210,17 @@ async def test_recent_list_is_capped_newest_first(harness: Harness) -> None:
     assert profile.counters["view"] == 8  # counters keep counting past the cap
 
 
+async def test_one_entry_for_a_double_fired_event(harness: Harness) -> None:
+    """Two ids, one type, one item, one second: both are recorded (stream, trending) but the
+    session holds one signal, as a retry of either would."""
+    store = await harness.store()
+    assert await store.record([ev("i1", ts=T0 + 0.1), ev("i1", ts=T0 + 0.9)]) == [True] * 2
+    profile = await store.profile("v1")
+    assert profile.recent == (RecentEvent("i1", "view", T0),)
+    assert profile.counters == {"view": 1}
+    assert await store.trending(5) == [("i1", 2.0)]
+
+
 async def test_unknown_visitor_has_empty_profile(harness: Harness) -> None:
     store = await harness.store()
     profile = await store.profile("nobody")
@@ -506,29 +517,49 @@ async def test_redis_record_is_one_round_trip(
         await store.close()
 
 
-async def test_redis_recent_entries_are_compact_and_old_entries_still_read(
-    redis_url: str,
-) -> None:
+async def test_redis_recent_entries_are_compact(redis_url: str) -> None:
     keys = Keys(f"fmt-{uuid.uuid4().hex[:8]}:")
     store = RedisProfileStore.from_url(redis_url, keys, LIMITS, clock=FakeClock())
     raw = Redis.from_url(redis_url, decode_responses=True)
     try:
-        # An entry in the format written before the compact one, on a profile without t0.
-        await raw.lpush(keys.recent("v1"), f"old-id click i0 {T0 - 10.5!r}")
         event = ev("i1", "purchase", event_id="0123456789abcdef0123456789abcdef", ts=T0 + 0.75)
         await store.record([event, ev("i2", ts=T0 + 62)])
-        entries = await raw.lrange(keys.recent("v1"), 0, -1)
-        assert [len(e) for e in entries[:2]] == [5 + 1 + 2 + 1 + 2, 5 + 1 + 2 + 1 + 1]
-        assert entries[0].endswith("vi2 62") and entries[1].endswith("pi1 0")
+        # "<type code><item> <whole seconds since t0>": no event id, no fractional seconds.
+        assert await raw.lrange(keys.recent("v1"), 0, -1) == ["vi2 62", "pi1 0"]
         assert await raw.hget(keys.profile("v1"), "t0") == str(int(T0))
         assert await raw.object("encoding", keys.recent("v1")) in ("quicklist", "listpack")
         assert (await store.profile("v1")).recent == (
             RecentEvent("i2", "view", T0 + 62),
             RecentEvent("i1", "purchase", T0),
-            RecentEvent("i0", "click", T0 - 10.5),
         )
-        assert await store.record([event]) == [False]  # the fingerprint finds it again
+        # A retry's visitor part finds the event's entry and changes nothing.
+        assert await store.record([event]) == [False]
         assert (await store.profile("v1")).counters == {"purchase": 1, "view": 1}
+        assert await raw.llen(keys.recent("v1")) == 2
+    finally:
+        await raw.aclose()
+        await store.close()
+
+
+async def test_redis_ttl_refreshed_once_run_down(redis_url: str) -> None:
+    """An active visitor's keys skip the EXPIREs until a thirtieth of the TTL has passed."""
+    keys = Keys(f"exp-{uuid.uuid4().hex[:8]}:")
+    store = RedisProfileStore.from_url(redis_url, keys, LIMITS, clock=FakeClock())
+    raw = Redis.from_url(redis_url, decode_responses=True)
+    ttl = LIMITS.profile_ttl_seconds
+    try:
+        await store.record([ev("i1")])
+        recent, profile, bought = keys.visitor_keys("v1")
+        slack = ttl // 30
+        await raw.expire(recent, ttl - slack + 5)  # not yet run down: left alone
+        await store.record([ev("i2", ts=T0 + 1)])
+        assert await raw.ttl(recent) <= ttl - slack + 5
+        await store.record([ev("i3", "purchase", ts=T0 + 2)])  # a new bought set gets its TTL
+        assert 0 < await raw.ttl(bought) <= ttl
+        await raw.expire(recent, ttl - slack - 5)  # run down: every key refreshed
+        await store.record([ev("i4", ts=T0 + 3)])
+        for key in (recent, profile, bought):
+            assert await raw.ttl(key) > ttl - 5, key
     finally:
         await raw.aclose()
         await store.close()
