@@ -46,10 +46,10 @@ VisitorPath = Annotated[
 ]
 
 
-def json_response(payload: dict[str, Any]) -> Response:
-    """A 200 JSON answer serialized once by orjson, for routes that declare its model as their
+def json_response(payload: dict[str, Any], status_code: int = HTTPStatus.OK) -> Response:
+    """A JSON answer serialized once by orjson, for routes that declare its model as their
     ``response_model`` (for the OpenAPI document) but skip FastAPI's validation of it."""
-    return Response(orjson.dumps(payload), media_type="application/json")
+    return Response(orjson.dumps(payload), status_code, media_type="application/json")
 
 
 LOG_EVERY_SECONDS = 10.0

@@ -7,10 +7,9 @@ from collections import Counter
 from http import HTTPStatus
 from typing import Annotated
 
-from fastapi import APIRouter, Body, HTTPException
+from fastapi import APIRouter, Body, HTTPException, Request, Response
 
-from api.deps import MetricsDep, OptionalRecommenderDep, SettingsDep, StoreDep
-from api.routes.common import API_PREFIX, store_failed, unavailable_for_writes
+from api.routes.common import API_PREFIX, json_response, store_failed, unavailable_for_writes
 from api.schemas import EventIn, EventsAccepted, EventsBody
 from engine.profiles import StoreUnavailableError
 
@@ -60,12 +59,13 @@ _EXAMPLES = {
     },
 )
 async def record_events(
-    body: Annotated[EventsBody, Body(openapi_examples=_EXAMPLES)],
-    store: StoreDep,
-    settings: SettingsDep,
-    metrics: MetricsDep,
-    recommender: OptionalRecommenderDep,
-) -> EventsAccepted:
+    request: Request, body: Annotated[EventsBody, Body(openapi_examples=_EXAMPLES)]
+) -> Response:
+    # A hot path: the body is FastAPI's to validate, the rest is read off the app's state
+    # rather than through dependencies (tens of microseconds each), the answer written by orjson.
+    state = request.app.state
+    settings, store, metrics = state.settings, state.store, state.metrics
+    recommender = state.holder.current
     batch: list[EventIn] = body if isinstance(body, list) else [body]
     if len(batch) > settings.max_batch:
         raise HTTPException(
@@ -87,6 +87,7 @@ async def record_events(
     if unknown:
         metrics.unknown_item_events.inc(unknown)
     accepted = sum(stored)
-    return EventsAccepted(
-        accepted=accepted, duplicates=len(events) - accepted, unknown_items=unknown
+    return json_response(
+        {"accepted": accepted, "duplicates": len(events) - accepted, "unknown_items": unknown},
+        HTTPStatus.ACCEPTED,
     )
