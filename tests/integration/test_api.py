@@ -22,16 +22,13 @@ import pytest
 import redis
 from fastapi import FastAPI
 from pydantic import ValidationError
+from shops import two_version_shop
 
 from api.cli import plan_from_args, register, run
 from api.main import create_app
 from api.settings import ApiSettings
 from engine.artifacts import current_version, list_versions, publish
 from engine.profiles import ProfileStore
-from training.logs import PRESETS, read_purchase_log
-from training.params import ModelParams
-from training.pipeline import train_model
-from training.synthetic import ShopSpec, generate_shop, write_log
 
 KEY = "test-key-1"
 OTHER_KEY = "test-key-2"
@@ -49,23 +46,7 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     Read-only: tests that publish or damage versions work on a copy (:func:`models_copy`).
     """
-    root = tmp_path_factory.mktemp("shop")
-    write_log(
-        generate_shop(ShopSpec(customers=300, items=200, days=120, seed=1)), root / "log.parquet"
-    )
-    log = read_purchase_log(root / "log.parquet", PRESETS["generic"])
-    models = root / "models"
-    train_model(log, ModelParams(), models_dir=models, run_evaluation=False, threads=1)
-    train_model(
-        log,
-        ModelParams(seed=7),
-        models_dir=models,
-        run_evaluation=False,
-        publish_model=False,
-        threads=1,
-    )
-    assert len(list_versions(models)) == 2
-    return models
+    return two_version_shop(tmp_path_factory.mktemp("shop"))
 
 
 def versions(models: Path) -> tuple[str, str]:
