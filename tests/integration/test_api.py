@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import shutil
 import uuid
@@ -729,6 +730,17 @@ async def test_redis_restart_recovers(shop: Path, own_redis: Any) -> None:
         assert (await send(c, event("v1", "sku1")))["accepted"] == 1
         assert (await recommend(c, "v1"))["strategy"] == "session"
         assert (await c.get("/readyz")).status_code == 200
+
+
+async def test_redis_without_append_only_file_is_reported_at_start(
+    shop: Path, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The session's private server persists nothing: every acknowledged event would be lost
+    # with it, and the operator must hear of it.
+    with caplog.at_level(logging.WARNING, logger="api.main"):
+        async with serving(settings_for(shop, "redis", redis_url=redis_url)):
+            pass
+    assert "appendonly no" in caplog.text
 
 
 # --- health, metrics, OpenAPI --------------------------------------------------------------------

@@ -213,6 +213,7 @@ async def test_redis_killed_and_restarted_under_load_loses_no_acknowledged_event
                 ready = await client.get("/readyz")
 
         assert ready.status_code == 200 and ready.json()["store"] == "ok"
+        assert "appendonly no" not in api.logged()  # persisted: no warning at start
         # Recommendations never failed: degraded (model only) while Redis was down.
         assert {p.status for p in load.pages} == {200}
         assert not any(p.degraded for p in load.pages if p.done < killed)
