@@ -128,7 +128,7 @@ class Sent:
     done: float  # and its answer arrived
     status: int
     degraded: bool = False  # recommendations: answered without the store
-    event_id: str = ""  # events
+    event: dict[str, str] | None = None  # events: what was sent
     accepted: int = 0
     retry_after: str | None = None
 
@@ -149,15 +149,14 @@ class MixedLoad:
         n = 0
         while not self.stop.is_set():
             visitor = f"v{number}-{n % 7}"
-            event_id = uuid.uuid4().hex
-            body = {"event_id": event_id, "visitor_id": visitor, "item_id": f"sku{n % 150}",
+            body = {"event_id": uuid.uuid4().hex, "visitor_id": visitor, "item_id": f"sku{n % 150}",
                     "type": "click"}  # fmt: skip
             start = time.monotonic()
             reply = await self.client.post("/v1/events", json=body, headers=AUTH)
             accepted = reply.json().get("accepted", 0) if reply.status_code == 202 else 0
             self.events.append(
-                Sent(start, time.monotonic(), reply.status_code, event_id=event_id,
-                     accepted=accepted, retry_after=reply.headers.get("Retry-After"))
+                Sent(start, time.monotonic(), reply.status_code, event=body, accepted=accepted,
+                     retry_after=reply.headers.get("Retry-After"))
             )  # fmt: skip
             start = time.monotonic()
             reply = await self.client.get("/v1/recommendations", params={"visitor_id": visitor})
@@ -168,9 +167,9 @@ class MixedLoad:
     def acked(self, after: float = 0.0, before: float = float("inf")) -> set[str]:
         """Ids of events answered 202 as new, sent in ``[after, before)``."""
         return {
-            e.event_id
+            e.event["event_id"]
             for e in self.events
-            if e.status == 202 and e.accepted == 1 and after <= e.sent < before
+            if e.event and e.status == 202 and e.accepted == 1 and after <= e.sent < before
         }
 
 
@@ -210,6 +209,9 @@ async def test_redis_killed_and_restarted_under_load_loses_no_acknowledged_event
                 )
                 load.stop.set()
                 await running
+                # What was refused is resent as the client is told to: same ids, one batch.
+                refused = [e.event for e in load.events if e.status == 503]
+                resent = await client.post("/v1/events", json=refused, headers=AUTH)
                 ready = await client.get("/readyz")
 
         assert ready.status_code == 200 and ready.json()["store"] == "ok"
@@ -229,6 +231,11 @@ async def test_redis_killed_and_restarted_under_load_loses_no_acknowledged_event
         stored = stream_event_ids(server.url)
         assert len(stored) == len(set(stored))
         assert load.acked() - set(stored) == set()
+        # A refused event, resent, is stored once: as new, or as a duplicate when the refused
+        # attempt had in fact run before its reply was lost.
+        assert resent.status_code == 202, resent.text
+        assert resent.json()["accepted"] + resent.json()["duplicates"] == len(refused)
+        assert {e["event_id"] for e in refused} - set(stored) == set()
         assert len(load.acked(before=killed)) >= 30  # these survived the SIGKILL
     finally:
         server.stop()
