@@ -219,6 +219,7 @@ async def test_redis_killed_and_restarted_under_load_loses_no_acknowledged_event
         # Recommendations never failed: degraded (model only) while Redis was down.
         assert {p.status for p in load.pages} == {200}
         assert not any(p.degraded for p in load.pages if p.done < killed)
+        assert all(p.degraded for p in load.pages if p.sent > killed and p.done < restarted)
         assert not any(p.degraded for p in load.pages if p.sent > restarted + 1.0)
         # Events were acknowledged or refused with Retry-After, never anything else ...
         assert {e.status for e in load.events} <= {202, 503}
