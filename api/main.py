@@ -55,6 +55,24 @@ def build_store(settings: ApiSettings) -> ProfileStore:
     )
 
 
+async def warn_if_events_can_be_lost(store: ProfileStore) -> None:
+    """Say at start when Redis would lose acknowledged events if it restarted.
+
+    A 202 means the event is in Redis; whether it outlives a Redis crash is Redis's persistence
+    setting, which the engine cannot choose but can report (README, "Guarantees").
+    """
+    from engine.profiles.redis import RedisProfileStore
+
+    if not isinstance(store, RedisProfileStore):
+        return
+    if (await store.persistence()).get("appendonly") == "no":
+        log.warning(
+            "Redis runs without its append-only file (appendonly no): events acknowledged "
+            "since its last snapshot are lost if it restarts; set appendonly yes with "
+            "appendfsync everysec (or always: nothing acknowledged is lost)"
+        )
+
+
 def create_app(
     settings: ApiSettings | None = None, *, store: ProfileStore | None = None
 ) -> FastAPI:
@@ -83,6 +101,7 @@ def create_app(
             log.error("no model to serve yet: %s", first.error)
         own_store = store is None
         app.state.store = store if store is not None else build_store(settings)
+        await warn_if_events_can_be_lost(app.state.store)
         watcher = (
             asyncio.create_task(holder.watch(settings.watch_seconds), name="model-watcher")
             if settings.watch_seconds > 0

@@ -76,12 +76,23 @@ class ModelHolder:
                     self.last_error = None
                     self.failed_version = None
                     result = ReloadResult("reloaded", fresh.model.version, previous)
-            except ArtifactError as exc:
-                self.last_error = str(exc)
+            except Exception as exc:
+                # Not only ArtifactError: whatever goes wrong building a version (a bug, an
+                # artifact the checks did not foresee), it is refused like a damaged one, so a
+                # start never crashes, an admin reload never answers 500 and the metric counts it.
+                error = (
+                    str(exc) if isinstance(exc, ArtifactError) else f"{type(exc).__name__}: {exc}"
+                )
+                self.last_error = error
                 with contextlib.suppress(ArtifactError):
                     self.failed_version = current_version(self.models_dir)
-                log.error("model reload refused, still serving %s: %s", previous, exc)
-                result = ReloadResult("failed", previous, previous, str(exc))
+                log.error(
+                    "model reload refused, still serving %s: %s",
+                    previous,
+                    error,
+                    exc_info=not isinstance(exc, ArtifactError),
+                )
+                result = ReloadResult("failed", previous, previous, error)
             if result.outcome == "reloaded":
                 log.info("serving model %s (was %s)", result.version, previous)
             self._on_change(result)

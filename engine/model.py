@@ -69,7 +69,9 @@ class Model:
             self.baskets = int(manifest["input"]["baskets"])  # baskets in the training log
             self.regularization = float(manifest["params"]["factors"]["regularization"])
             self.confidence_scale = float(manifest["confidence_scale"])
-        except (KeyError, ValueError) as exc:
+        except (KeyError, ValueError, TypeError) as exc:
+            # TypeError: a manifest field of the wrong JSON type (its checksums cover the
+            # arrays, not the manifest itself), e.g. "as_of": null.
             raise ArtifactError(f"{artifact.path}: inconsistent model: {exc}") from exc
 
     @property

@@ -1,8 +1,10 @@
 """A private, throwaway redis-server for tests.
 
 Tests never touch the machine's Redis (6379 or any other): each server here listens on a free
-port on 127.0.0.1, persists nothing (``--save ''``, no AOF), keeps its files in a temporary
-directory and is terminated when the test (or the session) ends.
+port on 127.0.0.1, keeps its files in a temporary directory and is terminated when the test (or
+the session) ends. By default it persists nothing (``--save ''``, no AOF); a fault test can ask
+for the append-only file and then kill the server (SIGKILL, a crash) and start it again on the
+same port and directory, where it reloads what it had acknowledged.
 
 Without a ``redis-server`` binary the tests fail with a clear message, unless
 ``PERSONALIZE_SKIP_REDIS=1`` asks to skip them instead.
@@ -57,12 +59,20 @@ def _pings(port: int) -> bool:
 
 
 class RedisServer:
-    """One redis-server subprocess on a fixed port; can be stopped and started again."""
+    """One redis-server subprocess on a fixed port; can be stopped (or killed) and started again.
 
-    def __init__(self, directory: Path, port: int | None = None) -> None:
+    Args:
+        appendfsync: turn the append-only file on with this fsync policy (``always``: fsync
+            before every reply; ``everysec``); None persists nothing.
+    """
+
+    def __init__(
+        self, directory: Path, port: int | None = None, *, appendfsync: str | None = None
+    ) -> None:
         self.binary = redis_server_binary()
         self.directory = directory
         self.port = port if port is not None else free_port()
+        self.appendfsync = appendfsync
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -78,12 +88,17 @@ class RedisServer:
         if self._process is not None:
             raise RuntimeError("redis-server already running")
         self.directory.mkdir(parents=True, exist_ok=True)
+        persistence = (
+            ["--appendonly", "no"]
+            if self.appendfsync is None
+            else ["--appendonly", "yes", "--appendfsync", self.appendfsync]
+        )
         command = [
             self.binary,
             "--port", str(self.port),
             "--bind", "127.0.0.1",
             "--save", "",
-            "--appendonly", "no",
+            *persistence,
             "--dir", str(self.directory),
             "--daemonize", "no",
             "--logfile", str(self.log),
@@ -101,11 +116,13 @@ class RedisServer:
                 )
             time.sleep(0.02)
 
-    def _reap(self) -> str:
+    def _reap(self, *, crash: bool = False) -> str:
         process, self._process = self._process, None
         if process is None:
             return ""
-        if process.poll() is None:
+        if crash:
+            process.kill()
+        elif process.poll() is None:
             process.terminate()
             try:
                 process.wait(timeout=5)
@@ -118,6 +135,10 @@ class RedisServer:
     def stop(self) -> None:
         """Terminate the server (SIGTERM; SIGKILL if it lingers) and wait for it to exit."""
         self._reap()
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, with no chance to flush, save or say goodbye to its clients."""
+        self._reap(crash=True)
 
 
 @contextmanager

@@ -410,6 +410,17 @@ class RedisProfileStore:
             if fields  # XREVRANGE has no deleted entries, but the reply type allows them
         ]
 
+    async def persistence(self) -> dict[str, str]:
+        """Redis's ``appendonly`` and ``appendfsync`` settings: whether an acknowledged event
+        survives a Redis restart. Empty when they cannot be read (Redis down, or CONFIG renamed
+        away, as managed services often do)."""
+        try:
+            reply = await self._redis.config_get("append*")
+        except (RedisError, OSError):
+            return {}
+        settings = {_text(k): _text(v) for k, v in reply.items()}
+        return {k: v for k, v in settings.items() if k in ("appendonly", "appendfsync")}
+
     async def ping(self) -> bool:
         """True if Redis answers; False instead of raising, for readiness probes."""
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import shutil
 import uuid
@@ -22,16 +23,13 @@ import pytest
 import redis
 from fastapi import FastAPI
 from pydantic import ValidationError
+from shops import two_version_shop
 
 from api.cli import plan_from_args, register, run
 from api.main import create_app
 from api.settings import ApiSettings
 from engine.artifacts import current_version, list_versions, publish
 from engine.profiles import ProfileStore
-from training.logs import PRESETS, read_purchase_log
-from training.params import ModelParams
-from training.pipeline import train_model
-from training.synthetic import ShopSpec, generate_shop, write_log
 
 KEY = "test-key-1"
 OTHER_KEY = "test-key-2"
@@ -49,23 +47,7 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     Read-only: tests that publish or damage versions work on a copy (:func:`models_copy`).
     """
-    root = tmp_path_factory.mktemp("shop")
-    write_log(
-        generate_shop(ShopSpec(customers=300, items=200, days=120, seed=1)), root / "log.parquet"
-    )
-    log = read_purchase_log(root / "log.parquet", PRESETS["generic"])
-    models = root / "models"
-    train_model(log, ModelParams(), models_dir=models, run_evaluation=False, threads=1)
-    train_model(
-        log,
-        ModelParams(seed=7),
-        models_dir=models,
-        run_evaluation=False,
-        publish_model=False,
-        threads=1,
-    )
-    assert len(list_versions(models)) == 2
-    return models
+    return two_version_shop(tmp_path_factory.mktemp("shop"))
 
 
 def versions(models: Path) -> tuple[str, str]:
@@ -748,6 +730,17 @@ async def test_redis_restart_recovers(shop: Path, own_redis: Any) -> None:
         assert (await send(c, event("v1", "sku1")))["accepted"] == 1
         assert (await recommend(c, "v1"))["strategy"] == "session"
         assert (await c.get("/readyz")).status_code == 200
+
+
+async def test_redis_without_append_only_file_is_reported_at_start(
+    shop: Path, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The session's private server persists nothing: every acknowledged event would be lost
+    # with it, and the operator must hear of it.
+    with caplog.at_level(logging.WARNING, logger="api.main"):
+        async with serving(settings_for(shop, "redis", redis_url=redis_url)):
+            pass
+    assert "appendonly no" in caplog.text
 
 
 # --- health, metrics, OpenAPI --------------------------------------------------------------------

@@ -330,3 +330,15 @@ def test_basket_pairs_of_the_wrong_shape_are_refused(models_dir: Path, tmp_path:
     arrays["together.indptr"] = np.r_[arrays["together.indptr"], arrays["together.indptr"][-1]]
     with pytest.raises(ArtifactError, match=r"inconsistent.*together is"):
         load_model(write_artifact(tmp_path, arrays, manifest))
+
+
+@pytest.mark.parametrize(("field", "value"), [("as_of", None), ("input", []), ("weights", 1)])
+def test_a_manifest_field_of_the_wrong_type_is_refused(
+    models_dir: Path, tmp_path: Path, field: str, value: Any
+) -> None:
+    # The checksums cover the arrays, not the manifest: a field of the wrong JSON type must
+    # still be a refusal naming the artifact, never a TypeError out of the loader.
+    arrays, manifest = _copy_parts(models_dir)
+    manifest[field] = value
+    with pytest.raises(ArtifactError, match="inconsistent model"):
+        load_model(write_artifact(tmp_path, arrays, manifest))
