@@ -51,13 +51,32 @@ def basket_pairs(
 
 
 def _top_per_row(m: sp.csr_matrix, n: int) -> sp.csr_matrix:
-    """Keep each row's ``n`` largest entries (ties by column), vectorised over all rows."""
-    rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
-    order = np.lexsort((m.indices, -m.data, rows))  # by row, then value descending
-    rank = np.arange(len(order)) - m.indptr[rows[order]]
-    keep = order[rank < n]
-    out = sp.csr_matrix(
-        (m.data[keep].astype(np.float32), (rows[keep], m.indices[keep])), shape=m.shape
-    )
-    out.sort_indices()
-    return out
+    """Keep each row's ``n`` largest entries (ties by column), vectorised over all rows.
+
+    Rows with at most ``n`` entries are kept whole; only the entries of longer rows are sorted,
+    on one int64 key (row, support descending, column): several times faster than a three-key
+    lexsort of every entry, and the pairs step is a large part of training.
+    """
+    m = m.tocsr()
+    m.sort_indices()  # kept entries stay in column order
+    lengths = np.diff(m.indptr)
+    rows = np.repeat(np.arange(m.shape[0], dtype=np.int64), lengths)
+    keep = lengths[rows] <= n
+    long = np.flatnonzero(~keep)
+    if len(long):
+        support = m.data[long].astype(np.int64)  # whole basket counts
+        top = int(support.max())
+        col_bits, value_bits = int(m.shape[1]).bit_length(), top.bit_length()
+        if int(m.shape[0]).bit_length() + value_bits + col_bits > 63:
+            order = long[np.lexsort((m.indices[long], -support, rows[long]))]
+        else:
+            key = (rows[long] << (value_bits + col_bits)) | ((top - support) << col_bits)
+            order = long[np.argsort(key | m.indices[long])]
+        # Rank within the row: the position in ``order`` less where the row's group starts.
+        position = np.arange(len(order))
+        grouped = rows[order]
+        starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
+        rank = position - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+        keep[order[rank < n]] = True
+    indptr = np.r_[0, np.cumsum(np.minimum(lengths, n))]
+    return sp.csr_matrix((m.data[keep].astype(np.float32), m.indices[keep], indptr), m.shape)
