@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +37,19 @@ class ReloadResult:
 def _build(models_dir: Path) -> Recommender:
     """Load, verify (checksums) and wrap a model: disk- and CPU-bound, so run in a thread."""
     return Recommender(load_model(models_dir, verify=True))
+
+
+def _freeze_heap() -> None:
+    """Move every object alive now (the model's id maps and item rows) out of the garbage
+    collector's reach, so that a full collection does not walk them mid-request: with a
+    100k-item catalog one took 75 ms (measured on the benchmark machine), a p99 spike.
+
+    Unfrozen first, so that the previous model's objects (frozen at its own load) can be
+    collected now that nothing serves them.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 class ModelHolder:
@@ -73,6 +87,7 @@ class ModelHolder:
                 else:
                     fresh = await asyncio.to_thread(_build, self.models_dir)
                     self._current = fresh  # the swap: one reference assignment
+                    _freeze_heap()
                     self.last_error = None
                     self.failed_version = None
                     result = ReloadResult("reloaded", fresh.model.version, previous)
