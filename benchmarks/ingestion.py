@@ -114,7 +114,7 @@ def floor_commands(client: redis.Redis, limits: StoreLimits) -> dict[str, list[s
                    event_id, rand, "", rand, "view", ts]  # fmt: skip
     visitor_keys = keys.visitor_keys(rand)
     visitor_args = [str(limits.recent_events), str(limits.profile_ttl_seconds), "1",
-                    event_id, rand, "view", ts, ""]  # fmt: skip
+                    rand, "view", ts, ""]  # fmt: skip
     return {
         "EVALSHA record_global": ["EVALSHA", global_sha, "3", *global_keys, *global_args],
         "EVALSHA record_visitor": ["EVALSHA", visitor_sha, "3", *visitor_keys, *visitor_args],
