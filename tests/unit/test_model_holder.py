@@ -1,5 +1,7 @@
 """The model holder refuses a version whatever goes wrong while building it."""
 
+import gc
+import weakref
 from pathlib import Path
 
 import pytest
@@ -26,3 +28,26 @@ async def test_an_unexpected_error_while_building_is_a_refusal(
     assert result == ReloadResult("failed", None, None, "RuntimeError: boom")
     assert seen == [result]
     assert holder.current is None and holder.last_error == "RuntimeError: boom"
+
+
+async def test_the_serving_model_is_frozen_out_of_the_collector(tmp_path: Path) -> None:
+    # A full collection must not walk the model's objects mid-request (a p99 spike); after a
+    # reload the previous model is freed, not kept forever in the frozen generation.
+    from shops import two_version_shop
+
+    from engine.artifacts import list_versions, publish
+
+    models = two_version_shop(tmp_path)
+    holder = ModelHolder(models)
+    try:
+        await holder.reload()
+        first = holder.current
+        assert first is not None
+        assert gc.get_freeze_count() > 0 and not any(o is first for o in gc.get_objects())
+        previous = weakref.ref(first)
+        publish(models, next(v for v in list_versions(models) if v != first.version))
+        del first
+        assert (await holder.reload()).outcome == "reloaded"
+        assert previous() is None
+    finally:
+        gc.unfreeze()
