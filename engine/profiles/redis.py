@@ -143,6 +143,7 @@ class RedisProfileStore:
         self._global: AsyncScript = client.register_script(_lua("record_global.lua"))
         self._visitor: AsyncScript = client.register_script(_lua("record_visitor.lua"))
         self._consent: AsyncScript = client.register_script(_lua("set_consent.lua"))
+        self._read: AsyncScript = client.register_script(_lua("read_context.lua"))
 
     @classmethod
     def from_url(
@@ -351,20 +352,28 @@ class RedisProfileStore:
         return parse_profile(visitor_id, entries, fields, items)
 
     async def context(self, visitor_id: str) -> tuple[Profile, frozenset[str]]:
-        """Profile and unavailable items in one round trip.
+        """Profile and unavailable items in one round trip: one script call on a single server,
+        a pipeline of the four reads on Redis Cluster (the keys span two slots).
 
-        A plain pipeline, not MULTI: the visitor's keys and the global set live in different
-        cluster slots. Each visitor key is written atomically by one script, so the worst a
-        concurrent click can do is show up in some of the replies and not yet in others.
+        Not a transaction across slots: each visitor key is written atomically by one script,
+        so the worst a concurrent click can do is show up in some of the replies and not yet in
+        others.
         """
         recent, profile, bought = self._keys.visitor_keys(visitor_id)
+        cap = self._limits.recent_events
         with _unavailable("context"):
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.lrange(recent, 0, self._limits.recent_events - 1)
-                pipe.hgetall(profile)
-                pipe.smembers(bought)
-                pipe.smembers(self._keys.unavailable)
-                entries, fields, items, unavailable = await pipe.execute()
+            if self._per_visitor:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    pipe.lrange(recent, 0, cap - 1)
+                    pipe.hgetall(profile)
+                    pipe.smembers(bought)
+                    pipe.smembers(self._keys.unavailable)
+                    entries, fields, items, unavailable = await pipe.execute()
+            else:
+                keys = [recent, profile, bought, self._keys.unavailable]
+                # The Script object runs EVALSHA, loading the script on NOSCRIPT: one command.
+                entries, flat, items, unavailable = await self._read(keys=keys, args=[cap])
+                fields = dict(zip(flat[::2], flat[1::2], strict=True))
         return (
             parse_profile(visitor_id, entries, fields, items),
             frozenset(_text(item) for item in unavailable),
