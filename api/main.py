@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse
 from api.deps import API_KEY_HEADER, require_api_key
 from api.metrics import ApiMetrics
 from api.middleware import BodyLimitMiddleware, MetricsMiddleware
+from api.openapi import document_errors
 from api.routes import admin, events, health, items, recommendations, segments, visitors
 from api.routes.common import RETRY_AFTER_SECONDS
 from api.settings import ApiSettings
@@ -120,6 +121,7 @@ def create_app(
     for router in (events.router, items.writes, visitors.writes, admin.router):
         app.include_router(router, dependencies=keyed)
     app.include_router(health.router)
+    app.openapi = lambda: document_errors(app)  # type: ignore[method-assign]
 
     @app.exception_handler(StoreUnavailableError)
     async def _store_unavailable(request: Request, exc: StoreUnavailableError) -> JSONResponse:

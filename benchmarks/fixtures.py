@@ -40,6 +40,21 @@ def retail_model(models_dir: Path) -> Path:
     return models_dir
 
 
+def trained_shop(folder: Path, shop: pa.Table) -> Path:
+    """Write ``shop``'s log, read it back with the trainer's reader, train the default model;
+    the models directory."""
+    from training.logs import PRESETS, read_purchase_log
+    from training.params import ModelParams
+    from training.pipeline import train_model
+    from training.synthetic import write_log
+
+    write_log(shop, folder / "log.parquet")
+    log = read_purchase_log(folder / "log.parquet", PRESETS["generic"])
+    assert log.table.num_rows == shop.num_rows  # the generator writes only clean lines
+    train_model(log, ModelParams(), models_dir=folder / "models", run_evaluation=False)
+    return folder / "models"
+
+
 def tiled_catalog(models: Path, out: Path, copies: int) -> Path:
     """The model with its catalog repeated ``copies`` times (ids ``<item>~<k>``), published."""
     artifact = load_artifact(models, verify=False)
