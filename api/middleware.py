@@ -88,7 +88,9 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise _BodyTooLarge(413, detail)
+                    # Close after answering: else the server goes on reading (and dropping) a
+                    # body that may never end.
+                    raise _BodyTooLarge(413, detail, headers={"connection": "close"})
             return message
 
         await self.app(scope, limited_receive, send)

@@ -56,6 +56,28 @@ class ApiSettings(BaseSettings):
     max_body_bytes: int = Field(
         1 << 20, ge=1024, description="largest request body accepted (bytes)"
     )
+    request_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="a request's head and body must arrive within this time of its first byte "
+        "(slow clients get 408; `personalize serve` only)",
+    )
+    max_header_bytes: int = Field(
+        16 * 1024,
+        ge=1024,
+        le=1 << 20,
+        description="largest request line plus headers (larger: 431; `personalize serve` only)",
+    )
+    max_connections: int | None = Field(
+        1024,
+        ge=1,
+        description="connections and requests in flight per worker before uvicorn answers 503 "
+        "(its limit_concurrency); unset: no limit",
+    )
+    backlog: int = Field(
+        2048, ge=1, description="connections the kernel queues before the server accepts them"
+    )
     watch_seconds: float = Field(
         5.0, ge=0, description="poll interval of the models' `current` pointer; 0 disables"
     )

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -86,11 +86,18 @@ def uvicorn_server(
 
 
 def engine_server(
-    models: Path, port: int, log: Path, redis_url: str | None, workers: int = 1
+    models: Path,
+    port: int,
+    log: Path,
+    redis_url: str | None,
+    workers: int = 1,
+    options: Sequence[str] = (),
 ) -> contextlib.AbstractContextManager[None]:
-    """``personalize serve`` as a user runs it (embedded store unless ``redis_url``)."""
+    """``personalize serve`` as a user runs it (embedded store unless ``redis_url``), with
+    ``options`` (more of its flags)."""
     command = [sys.executable, "-m", "personalize", "serve", "--models", str(models),
-               "--host", HOST, "--port", str(port), "--workers", str(workers)]  # fmt: skip
+               "--host", HOST, "--port", str(port), "--workers", str(workers),
+               *options]  # fmt: skip
     if redis_url is not None:
         command += ["--redis-url", redis_url]
     return running(command, log, http_ok(f"http://{HOST}:{port}/readyz"))

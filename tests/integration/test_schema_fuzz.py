@@ -8,30 +8,21 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-from shops import trained_shop
-
 from api.main import create_app
 from api.settings import ApiSettings
-from benchmarks.fuzz_api import SHOP, fuzz
-from training.synthetic import generate_shop
+from benchmarks.fuzz_api import fuzz
 
 EXAMPLES = 15  # per operation and mode: about 10 s for the whole document
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return trained_shop(tmp_path_factory.mktemp("fuzz-shop"), generate_shop(SHOP))
-
-
-def test_every_operation_answers_as_documented(models: Path) -> None:
-    summary = fuzz(models, examples=EXAMPLES)
+def test_every_operation_answers_as_documented(small_shop: Path) -> None:
+    summary = fuzz(small_shop, examples=EXAMPLES)
     failed = [r for r in summary["operations"] if r["failures"]]
     assert not failed, json.dumps(failed, indent=2)
 
     by_mode = {(r["operation"], r["mode"]): r for r in summary["operations"]}
     operations = {operation for operation, _ in by_mode}
-    document = create_app(ApiSettings(models_dir=models)).openapi()
+    document = create_app(ApiSettings(models_dir=small_shop)).openapi()
     assert operations == {
         f"{method.upper()} {path}"
         for path, methods in document["paths"].items()
