@@ -40,6 +40,12 @@ _EVENT_EXAMPLE: dict[str, Any] = {
 }
 
 
+class ErrorOut(BaseModel):
+    """Every error but 422: one human-readable line, naming the field or limit at fault."""
+
+    detail: str = Field(examples=["invalid API key"])
+
+
 class EventIn(BaseModel):
     """One thing a visitor did to an item."""
 

@@ -6,11 +6,12 @@ import logging
 import math
 import time
 from http import HTTPStatus
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import HTTPException, Path, Query
 
 from api.metrics import ApiMetrics
+from api.schemas import ErrorOut
 from engine.profiles import ID_PATTERN, Profile, ProfileStore, StoreUnavailableError
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,12 @@ VisitorPath = Annotated[
     ),
 ]
 
+
+# Every route that needs the serving model (RecommenderDep) answers 503 until one is loaded;
+# its router declares it.
+NEEDS_MODEL: dict[int | str, dict[str, Any]] = {
+    503: {"model": ErrorOut, "description": "no model loaded yet; retry after Retry-After"}
+}
 
 LOG_EVERY_SECONDS = 10.0
 _last_logged: dict[str, float] = {}

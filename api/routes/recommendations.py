@@ -10,12 +10,12 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, StringConstraints, ValidationError
 
 from api.deps import MetricsDep, RecommenderDep, SettingsDep, StoreDep
-from api.routes.common import API_PREFIX, read_context
+from api.routes.common import API_PREFIX, NEEDS_MODEL, read_context
 from api.schemas import RecommendationsOut, RecommendedItem
 from engine.profiles import ID_PATTERN, valid_id
 from engine.recommender import Query as RecQuery
 
-router = APIRouter(prefix=API_PREFIX, tags=["recommendations"])
+router = APIRouter(prefix=API_PREFIX, tags=["recommendations"], responses=NEEDS_MODEL)
 
 MAX_LIST_PARAM = 100  # repeatable query parameters (categories, boosts, pins)
 MAX_BOOST = 1000.0

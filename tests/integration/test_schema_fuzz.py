@@ -37,3 +37,14 @@ def test_every_operation_answers_as_documented(small_shop: Path) -> None:
     assert all(code.startswith("4") for r in invalid for code in r["statuses"] if code != "200")
     # Invalid input that drops the key reaches the key check: it answers 401, documented.
     assert "401" in by_mode["POST /v1/events", "negative"]["statuses"]
+
+
+def test_without_a_model_every_operation_answers_as_documented(tmp_path: Path) -> None:
+    """Unready (nothing published yet): the model's routes answer 503, as documented."""
+    summary = fuzz(tmp_path, examples=5, unready=True)
+    failed = [r for r in summary["operations"] if r["failures"]]
+    assert not failed, json.dumps(failed, indent=2)
+    positive = {r["operation"]: r["statuses"] for r in summary["operations"]
+                if r["mode"] == "positive"}  # fmt: skip
+    for operation in ("GET /v1/recommendations", "GET /v1/trending", "GET /v1/segments"):
+        assert set(positive[operation]) == {"503"}, positive[operation]
