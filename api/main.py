@@ -142,6 +142,9 @@ def create_app(
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "PUT", "DELETE"],
             allow_headers=["Content-Type", API_KEY_HEADER],
+            # No cookies or HTTP auth: the API authenticates by header key, so a browser never
+            # needs to send credentials (and allow_credentials stays off).
+            expose_headers=["Retry-After"],  # so the storefront's script can back off on 503
             max_age=600,
         )
     app.add_middleware(MetricsMiddleware, metrics=metrics)

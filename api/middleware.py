@@ -19,6 +19,11 @@ _SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     # Request URLs carry visitor ids; never leak them to another site through the Referer.
     (b"referrer-policy", b"no-referrer"),
+    # Answers are per visitor (and carry their profile): no browser or shared cache may keep one.
+    (b"cache-control", b"no-store"),
+    # An API is never a page to frame: no clickjacking through /docs or a JSON answer.
+    (b"x-frame-options", b"DENY"),
+    (b"content-security-policy", b"frame-ancestors 'none'"),
 ]
 
 

@@ -7,11 +7,14 @@ create many apps with different settings in one process.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
 from pydantic import BeforeValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+_ORIGIN = re.compile(r"https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\])(:[0-9]{1,5})?")
 
 
 def _comma_separated(value: object) -> object:
@@ -97,4 +100,12 @@ class ApiSettings(BaseSettings):
             )
         if any(not key.get_secret_value() for key in self.api_keys):
             raise ValueError("api_keys: an API key must not be empty")
+        for origin in self.cors_origins:
+            # A browser's Origin is scheme://host[:port], exactly: "*" would let every site in,
+            # and a path or trailing slash would silently match nothing.
+            if not _ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"cors_origins: {origin!r} is not an origin like https://shop.example "
+                    "(scheme and host, optional port, no path, no wildcard)"
+                )
         return self

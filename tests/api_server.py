@@ -1,16 +1,40 @@
-"""``personalize serve`` in a subprocess, as deployed, and raw clients to talk to it."""
+"""The API to test against: in-process (its lifespan running) or ``personalize serve`` in a
+subprocess, as deployed, with raw clients to talk to it."""
 
 from __future__ import annotations
 
 import contextlib
 import select
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+import httpx
+from fastapi import FastAPI
+
+from api.main import create_app
+from api.settings import ApiSettings
 from benchmarks.servers import HOST, engine_server, free_port
+from engine.profiles import ProfileStore
+
+
+class ApiClient(httpx.AsyncClient):
+    app: FastAPI
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    settings: ApiSettings, store: ProfileStore | None = None
+) -> AsyncIterator[ApiClient]:
+    """A client talking to a running app (its lifespan started, and stopped on exit)."""
+    app = create_app(settings, store=store)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with ApiClient(transport=transport, base_url="http://api") as client:
+            client.app = app
+            yield client
 
 
 @dataclass(frozen=True)

@@ -8,15 +8,14 @@ short request deadline so the slow clients are dropped within the test's time.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from api_server import Served, raw_clients, serve
+from api_server import ApiClient, Served, raw_clients, serve, serving
 
-from api.main import create_app
 from api.settings import ApiSettings
 
 KEY = "limits-key"
@@ -30,15 +29,12 @@ PROMPT = 0.5  # seconds: "answered promptly" while slow clients hang on
 
 
 @pytest.fixture
-async def client(small_shop: Path) -> Iterator[httpx.AsyncClient]:
+async def client(small_shop: Path) -> AsyncIterator[ApiClient]:
     settings = ApiSettings(
         models_dir=small_shop, api_keys=[KEY], watch_seconds=0, max_batch=10, max_body_bytes=4096
     )
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as c:
-            yield c
+    async with serving(settings) as c:
+        yield c
 
 
 def _events(n: int) -> list[dict[str, str]]:
