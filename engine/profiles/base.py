@@ -119,7 +119,8 @@ class ProfileStore(Protocol):
         ...
 
     async def erase(self, visitor_id: str) -> int:
-        """Delete every key of the visitor; the number of keys removed."""
+        """Delete every key of the visitor, and their events in the stream with those events'
+        idempotency markers; the number of the visitor's own keys removed."""
         ...
 
     async def trending(self, limit: int) -> list[tuple[str, float]]:

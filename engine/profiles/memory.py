@@ -226,6 +226,12 @@ class MemoryProfileStore:
 
     async def erase(self, visitor_id: str) -> int:
         visitor = self._live(_checked_visitor(visitor_id), self._clock())
+        theirs = [e["event_id"] for e in self._stream if e["visitor_id"] == visitor_id]
+        if theirs:
+            kept = (e for e in self._stream if e["visitor_id"] != visitor_id)
+            self._stream = deque(kept, maxlen=self._stream.maxlen)
+            for event_id in theirs:
+                self._seen.pop(event_id, None)
         if visitor is None:
             return 0
         del self._visitors[visitor_id]

@@ -29,6 +29,7 @@ from engine.profiles import (
     StoreLimits,
     StoreUnavailableError,
 )
+from engine.profiles import redis as redis_store
 
 T0 = 1_700_000_040.0  # a whole number of 60 s buckets
 LIMITS = StoreLimits(
@@ -448,6 +449,30 @@ async def test_erase_removes_every_key_of_the_visitor(harness: Harness) -> None:
         assert await _visitor_keys_on_server(harness, "v1") == []
     assert (await store.profile("v2")).counters == {"view": 1}  # others untouched
     assert await store.erase("v2") == 2  # no purchase, no bought set
+
+
+async def test_erase_removes_the_visitors_events_and_their_ids(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stream is the next training log: an erased visitor's events must not reach it."""
+    monkeypatch.setattr(redis_store, "ERASE_PAGE", 2)  # several pages on a short stream
+    store = await harness.store()
+    mine = [ev(f"i{i}", event_id=f"mine{i}") for i in range(5)]
+    theirs = [ev(f"i{i}", visitor="v2", event_id=f"theirs{i}") for i in range(3)]
+    await store.record([mine[0], theirs[0], mine[1], mine[2], theirs[1], mine[3], theirs[2]])
+    await store.record([mine[4]])
+
+    assert await store.erase("v1") == 2  # recent, profile
+    assert [e["event_id"] for e in await store.events(100)] == [e.event_id for e in theirs]
+    if harness.kind == "redis":
+        assert harness.redis is not None and harness.keys is not None
+        markers = [k async for k in harness.redis.scan_iter(match=harness.keys.global_match())
+                   if ":seen:" in k]  # fmt: skip
+        assert sorted(markers) == sorted(harness.keys.seen(e.event_id) for e in theirs)
+    # Forgotten, not just hidden: the same ids are new again; the other visitor's are not.
+    assert await store.record([mine[0], theirs[0]]) == [True, False]
+    assert await store.erase("v3") == 0  # nothing of theirs: nothing changes
+    assert len(await store.events(100)) == 4
 
 
 async def test_invalid_ids_are_rejected(harness: Harness) -> None:
