@@ -12,6 +12,7 @@ from fastapi import HTTPException, Path, Query
 
 from api.metrics import ApiMetrics
 from api.schemas import ErrorOut
+from api.settings import ApiSettings
 from engine.profiles import ID_PATTERN, Profile, ProfileStore, StoreUnavailableError
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,13 @@ def unavailable_for_writes() -> HTTPException:
         "profile store unavailable; nothing was stored, retry later",
         headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
     )
+
+
+def personalization_allowed(profile: Profile, settings: ApiSettings) -> bool:
+    """The visitor's own statement decides; without one, PERSONALIZE_CONSENT_REQUIRED does."""
+    if profile.consent is not None:
+        return profile.consent.given
+    return not settings.consent_required
 
 
 async def read_context(

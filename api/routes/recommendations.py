@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, StringConstraints, ValidationError
 
 from api.deps import MetricsDep, RecommenderDep, SettingsDep, StoreDep
-from api.routes.common import API_PREFIX, NEEDS_MODEL, read_context
+from api.routes.common import API_PREFIX, NEEDS_MODEL, personalization_allowed, read_context
 from api.schemas import RecommendationsOut, RecommendedItem
 from engine.profiles import ID_PATTERN, valid_id
 from engine.recommender import Query as RecQuery
@@ -206,8 +206,7 @@ async def recommendations(
     profile, unavailable, degraded = await read_context(
         store, params.visitor_id, metrics, "/v1/recommendations"
     )
-    consent = profile.consent
-    personalized = consent.given if consent is not None else not settings.consent_required
+    personalized = personalization_allowed(profile, settings)
     # Sub-millisecond and CPU-bound: called inline, a thread hop would cost more than it saves.
     result = recommender.recommend(query, profile, unavailable, personalized=personalized)
     metrics.recommendations.labels(result.strategy, result.segment or "").inc()
