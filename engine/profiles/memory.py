@@ -259,6 +259,16 @@ class MemoryProfileStore:
         self._touch(visitor_id, visitor, now)
         return stored
 
+    async def customer_consents(self) -> list[tuple[str, Consent]]:
+        now = self._clock()
+        return [
+            (visitor.customer_id, visitor.consent)
+            for visitor in self._visitors.values()
+            if visitor.expires_at > now
+            and visitor.customer_id is not None
+            and visitor.consent is not None
+        ]
+
     async def set_availability(self, item_ids: Sequence[str], available: bool) -> None:
         items = list(item_ids)
         for item in items:

@@ -333,6 +333,25 @@ class RedisProfileStore:
             (stored,) = await self._run([(self._consent, [key], args)])
         return bool(int(stored))
 
+    async def customer_consents(self) -> list[tuple[str, Consent]]:
+        """SCAN the profile hashes (never KEYS), a page of HMGETs per round trip."""
+        found: list[tuple[str, Consent]] = []
+        with _unavailable("customer_consents"):
+            cursor: int | None = None
+            while cursor != 0:
+                cursor, keys = await self._redis.scan(
+                    cursor or 0, match=self._keys.profile_match(), count=1000
+                )
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for key in keys:
+                        pipe.hmget(key, "customer_id", "consent", "consent_at")
+                    replies = await pipe.execute()
+                for customer, given, at in replies:
+                    if customer and given is not None and at is not None:
+                        consent = Consent(given=_text(given) == "1", at=float(at))
+                        found.append((_text(customer), consent))
+        return found
+
     async def set_availability(self, item_ids: Sequence[str], available: bool) -> None:
         """Mark items available again (remove) or unavailable (add); takes effect at once."""
         items = list(item_ids)

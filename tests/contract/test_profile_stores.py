@@ -64,6 +64,7 @@ class Store(Protocol):
     async def erase(self, visitor_id: str) -> int: ...
     async def trending(self, limit: int) -> list[tuple[str, float]]: ...
     async def set_consent(self, visitor_id: str, consent: Consent) -> bool: ...
+    async def customer_consents(self) -> list[tuple[str, Consent]]: ...
     async def set_availability(self, item_ids: Any, available: bool) -> None: ...
     async def unavailable(self) -> frozenset[str]: ...
     async def events(self, count: int) -> list[dict[str, str]]: ...
@@ -412,6 +413,22 @@ async def test_consent_lives_beside_events_and_goes_with_erasure(harness: Harnes
 
     assert await store.erase("v1") == 2  # recent, profile
     assert (await store.profile("v1")).consent is None
+
+
+async def test_customer_consents_list_linked_visitors_statements(harness: Harness) -> None:
+    store = await harness.store()
+    await store.record([ev("i1", customer="c1"), ev("i2", visitor="v2", customer="c2")])
+    await store.record([ev("i3", visitor="v3")])  # no customer: nobody to tell the CRM about
+    await store.set_consent("v1", Consent(given=False, at=T0))
+    await store.set_consent("v3", Consent(given=False, at=T0))
+    assert await store.customer_consents() == [("c1", Consent(given=False, at=T0))]
+    await store.set_consent("v2", Consent(given=True, at=T0 + 1))
+    assert sorted(await store.customer_consents()) == [
+        ("c1", Consent(given=False, at=T0)),
+        ("c2", Consent(given=True, at=T0 + 1)),
+    ]
+    await store.erase("v1")
+    assert await store.customer_consents() == [("c2", Consent(given=True, at=T0 + 1))]
 
 
 async def test_consent_expires_with_the_profile(harness: Harness) -> None:

@@ -6,21 +6,25 @@ Redis is inspected directly, with SCAN (never KEYS), under a key prefix of this 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 import pytest
 import redis.asyncio as aioredis
 from api_server import ApiClient, serving
 
 from api.settings import ApiSettings
 from engine.profiles import EVENT_TYPES, Keys
+from personalize.cli import main as personalize_main
 
 KEY = "privacy-key"
 AUTH = {"X-API-Key": KEY}
-CUSTOMER = "c103"  # a customer of the generated shop
+CUSTOMER, OTHER_CUSTOMER = "c103", "c104"  # customers of the generated shop
 
 
 @pytest.fixture
@@ -110,3 +114,41 @@ async def test_withdrawn_consent_stops_every_personalized_answer(client: ApiClie
     # The visitor's own access request still shows what is held (and so what erasure removes).
     profile = (await client.get(f"/v1/visitors/{visitor}")).json()
     assert profile["consent"]["personalization"] is False and profile["recent"]
+
+
+def _mailed(small_shop: Path, out: Path, *consent: Path) -> set[str]:
+    """The customers `personalize email-batch` would mail, with these consent files."""
+    argv = ["email-batch", "--models", str(small_shop), "--out", str(out), "--holdout", "0",
+            "--quiet", "--send-log", str(out.with_suffix(".jsonl"))]  # fmt: skip
+    for path in consent:
+        argv += ["--consent", str(path)]
+    assert personalize_main(argv) == 0
+    return set(pa_csv.read_csv(out)["customer_id"].cast(pa.string()).to_pylist())
+
+
+async def test_a_storefront_withdrawal_stops_the_personalised_mail(
+    client: ApiClient, small_shop: Path, tmp_path: Path
+) -> None:
+    """The withdrawal reaches the e-mail batch through `personalize consent-export`."""
+    settings: ApiSettings = client.app.state.settings
+    assert settings.redis_url is not None
+    crm = tmp_path / "crm-consent.csv"
+    crm.write_text(
+        "customer_id,channel,status,timestamp\n"
+        f"{CUSTOMER},email,given,2020-01-01\n{OTHER_CUSTOMER},email,given,2020-01-01\n"
+    )
+    assert _mailed(small_shop, tmp_path / "before.csv", crm) == {CUSTOMER, OTHER_CUSTOMER}
+
+    for customer, given in ((CUSTOMER, False), (OTHER_CUSTOMER, True)):
+        visitor = f"v-{uuid.uuid4().hex[:8]}"
+        event = {"visitor_id": visitor, "item_id": "sku1", "type": "view", "customer_id": customer}
+        assert (await client.post("/v1/events", json=event, headers=AUTH)).status_code == 202
+        statement = {"personalization": given}
+        await client.put(f"/v1/visitors/{visitor}/consent", json=statement, headers=AUTH)
+    exported = tmp_path / "storefront-consent.csv"
+    argv = ["consent-export", "--redis-url", settings.redis_url,
+            "--key-prefix", settings.key_prefix, "--out", str(exported)]  # fmt: skip
+    # The command runs its own event loop: off this test's loop, in a thread.
+    assert await asyncio.to_thread(personalize_main, argv) == 0
+
+    assert _mailed(small_shop, tmp_path / "after.csv", crm, exported) == {OTHER_CUSTOMER}
