@@ -2,8 +2,9 @@
 
 Documented once here, not route by route, so that a new route cannot forget them: a route with
 a security requirement answers 401 (no key) and 403 (wrong key); one that takes a body 400 (not
-JSON) and 413 (over ``max_body_bytes``); one with parameters or a body 422. Schemathesis checks
-every answer against this document (tests/integration/test_schema_fuzz.py).
+JSON) and 413 (over ``max_body_bytes``); one with parameters or a body 422; and every error
+declared without a body has :class:`~api.schemas.ErrorOut`'s. Schemathesis checks every answer
+against this document (tests/integration/test_schema_fuzz.py).
 """
 
 from __future__ import annotations
@@ -61,6 +62,12 @@ def document_errors(app: FastAPI) -> dict[str, Any]:
                 components.setdefault("HTTPValidationError", _validation_schema(components))
             for status, answer in extra.items():
                 responses.setdefault(status, answer)
+            for status, answer in list(responses.items()):
+                # An error declared with a description only (404 unknown item, 503 store
+                # unreachable) has the body every HTTPException gets: say so, so it is checked.
+                if status[0] in "45" and "content" not in answer:
+                    body = {"application/json": {"schema": _ERROR_REF}}
+                    responses[status] = {**answer, "content": body}
     app.openapi_schema = schema
     return schema
 

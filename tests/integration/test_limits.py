@@ -16,6 +16,8 @@ import httpx
 import pytest
 from api_server import ApiClient, Served, raw_clients, serve, serving
 
+from api.cli import plan
+from api.server import PROTOCOL
 from api.settings import ApiSettings
 
 KEY = "limits-key"
@@ -164,3 +166,15 @@ def test_connections_are_bounded_and_freed_by_the_deadline(server: Served) -> No
         for client in held:
             assert client.wait_closed(TIMEOUT + 2).startswith(b"HTTP/1.1 408 ")
     assert _prompt_get(server).status_code == 200
+
+
+def test_serve_hands_the_bounds_to_uvicorn(small_shop: Path) -> None:
+    environ = {"PERSONALIZE_MAX_HEADER_BYTES": "8192", "PERSONALIZE_BACKLOG": "64"}
+    served = plan(models_dir=small_shop, max_connections=7, request_timeout=2.5, environ=environ)
+    assert served.uvicorn["http"] == PROTOCOL == "api.server:BoundedHttpToolsProtocol"
+    assert served.uvicorn["limit_concurrency"] == 7
+    assert served.uvicorn["h11_max_incomplete_event_size"] == 8192
+    assert served.uvicorn["backlog"] == 64
+    assert served.environ["PERSONALIZE_REQUEST_TIMEOUT_SECONDS"] == "2.5"  # read by each worker
+    with pytest.raises(ValueError, match="log-level"):
+        plan(models_dir=small_shop, log_level="trace", environ={})  # would log the keys
