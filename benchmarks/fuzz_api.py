@@ -36,11 +36,10 @@ from schemathesis.python.asgi import shutdown_lifespans
 
 from api.main import create_app
 from api.settings import ApiSettings
-from benchmarks.fixtures import REPO, trained_shop, write_json
-from training.synthetic import ShopSpec, generate_shop
+from benchmarks.fixtures import REPO, small_shop_spec, trained_shop, write_json
+from training.synthetic import generate_shop
 
 FUZZ_KEY = "fuzz-key-7c1e"
-SHOP = ShopSpec(customers=300, items=200, days=120, seed=1)
 DEFAULT_JSON = REPO / "benchmarks" / "results" / "fuzz_api.json"
 
 
@@ -142,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.examples < 1:
         parser.error("--examples must be at least 1")
     with tempfile.TemporaryDirectory(prefix="bench-fuzz-") as tmp:
-        models = trained_shop(Path(tmp), generate_shop(SHOP))
+        models = trained_shop(Path(tmp), generate_shop(small_shop_spec()))
         summary = fuzz(models, examples=args.examples, seed=args.seed)
     print_summary(summary)
     write_json(args.json, summary)

@@ -24,11 +24,12 @@ from pydantic import ValidationError
 
 from api.cli import plan_from_args, register, run
 from api.settings import ApiSettings
+from benchmarks.fixtures import small_shop_spec
 from engine.artifacts import current_version, list_versions, publish
 from training.logs import PRESETS, read_purchase_log
 from training.params import ModelParams
 from training.pipeline import train_model
-from training.synthetic import ShopSpec, generate_shop, write_log
+from training.synthetic import generate_shop, write_log
 
 KEY = "test-key-1"
 OTHER_KEY = "test-key-2"
@@ -47,9 +48,7 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
     Read-only: tests that publish or damage versions work on a copy (:func:`models_copy`).
     """
     root = tmp_path_factory.mktemp("shop")
-    write_log(
-        generate_shop(ShopSpec(customers=300, items=200, days=120, seed=1)), root / "log.parquet"
-    )
+    write_log(generate_shop(small_shop_spec()), root / "log.parquet")
     log = read_purchase_log(root / "log.parquet", PRESETS["generic"])
     models = root / "models"
     train_model(log, ModelParams(), models_dir=models, run_evaluation=False, threads=1)
