@@ -105,6 +105,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def _refuse(self, status: bytes, text: str) -> None:
         self._disarm()
         if not self.transport.is_closing():
-            self.logger.info("closing connection from %s: %s", self.client, text)
+            # Debug, not info: a flood of slow clients must not become a flood of log lines.
+            self.logger.debug("closing connection from %s: %s", self.client, text)
             self.transport.write(_response(status, text))
             self.transport.close()
