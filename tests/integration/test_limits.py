@@ -74,6 +74,29 @@ async def test_limits_refused_with_422_naming_the_field(
     assert loc in [error["loc"] for error in response.json()["detail"]]
 
 
+TYPE_CONFUSION = [
+    ("POST", "/v1/events", {"visitor_id": "v1", "item_id": "sku1", "type": "view",
+                            "timestamp": True}, ["body", "event", "timestamp"]),
+    ("POST", "/v1/events", {"visitor_id": 7, "item_id": "sku1", "type": "view"},
+     ["body", "event", "visitor_id"]),
+    ("PUT", "/v1/visitors/v1/consent", {"personalization": "yes"}, ["body", "personalization"]),
+    ("PUT", "/v1/visitors/v1/consent", {"personalization": 1}, ["body", "personalization"]),
+    ("PUT", "/v1/visitors/v1/consent", {"personalization": False, "timestamp": True},
+     ["body", "timestamp"]),
+    ("PUT", "/v1/items/availability", {"item_ids": ["sku1"], "available": "false"},
+     ["body", "available"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("method", "url", "body", "loc"), TYPE_CONFUSION)
+async def test_json_fields_take_their_own_type_only(
+    client: httpx.AsyncClient, method: str, url: str, body: dict[str, Any], loc: list[Any]
+) -> None:
+    response = await client.request(method, url, json=body, headers=AUTH)
+    assert response.status_code == 422, response.text
+    assert loc in [error["loc"] for error in response.json()["detail"]]
+
+
 async def test_body_and_batch_limits_refused_with_413_naming_the_limit(
     client: httpx.AsyncClient,
 ) -> None:
