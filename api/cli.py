@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
+from api.server import PROTOCOL
 from api.settings import ApiSettings
 from engine.artifacts import current_version
 
@@ -31,6 +32,9 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"
 # Longer than the idle timeout of common load balancers (60 s): if the server closed idle
 # keep-alive connections first, the balancer could send a request down a closing socket (502).
 KEEP_ALIVE_SECONDS = 65
+
+# No "trace": at that level uvicorn logs every ASGI message, request headers (API keys) included.
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 
 @dataclass(frozen=True)
@@ -55,7 +59,10 @@ def plan(
     key_prefix: str | None = None,
     cors_origins: Sequence[str] = (),
     watch_seconds: float | None = None,
+    request_timeout: float | None = None,
+    max_connections: int | None = None,
     access_log: bool = False,
+    log_level: str = "info",
     environ: Mapping[str, str] | None = None,
 ) -> ServePlan:
     """Validate the configuration (as the workers will read it) and say how to start uvicorn.
@@ -87,6 +94,12 @@ def plan(
         given["PERSONALIZE_CORS_ORIGINS"] = ",".join(cors_origins)
     if watch_seconds is not None:
         given["PERSONALIZE_WATCH_SECONDS"] = repr(float(watch_seconds))
+    if request_timeout is not None:
+        given["PERSONALIZE_REQUEST_TIMEOUT_SECONDS"] = repr(float(request_timeout))
+    if max_connections is not None:
+        given["PERSONALIZE_MAX_CONNECTIONS"] = str(max_connections)
+    if log_level not in LOG_LEVELS:
+        raise ValueError(f"--log-level must be one of {', '.join(LOG_LEVELS)}")
     for name in THREAD_VARIABLES:
         if name not in base:
             given[name] = "1"
@@ -110,7 +123,14 @@ def plan(
             "port": port,
             "workers": workers,
             "timeout_keep_alive": KEEP_ALIVE_SECONDS,
+            # Bounds on what one client can hold (api/server.py): a deadline for every request
+            # (request_timeout_seconds), a bounded request head, connections per worker.
+            "http": PROTOCOL,
+            "h11_max_incomplete_event_size": settings.max_header_bytes,
+            "limit_concurrency": settings.max_connections,
+            "backlog": settings.backlog,
             "access_log": access_log,
+            "log_level": log_level,
             "lifespan": "on",  # a lifespan that fails must stop the server, not be ignored
         },
         warnings=tuple(warnings),
@@ -206,7 +226,10 @@ def plan_from_args(args: argparse.Namespace) -> ServePlan:
         key_prefix=args.key_prefix,
         cors_origins=args.cors_origins or (),
         watch_seconds=args.watch_seconds,
+        request_timeout=args.request_timeout,
+        max_connections=args.max_connections,
         access_log=args.access_log,
+        log_level=args.log_level,
     )
 
 
@@ -268,7 +291,22 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # typ
         type=float,
         help="poll interval of the models' `current` pointer; 0 disables (default 5)",
     )
+    add(
+        "--request-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="a request must arrive within this time of its first byte, else 408 "
+        "(env PERSONALIZE_REQUEST_TIMEOUT_SECONDS; 10)",
+    )
+    add(
+        "--max-connections",
+        type=int,
+        metavar="N",
+        help="connections and requests in flight per worker before 503 "
+        "(env PERSONALIZE_MAX_CONNECTIONS; 1024)",
+    )
     add("--access-log", action="store_true", help="log every request (off: metrics count them)")
+    add("--log-level", choices=LOG_LEVELS, default="info", help="uvicorn's log level (info)")
     serve_parser.set_defaults(handler=_serve_command)
     return serve_parser  # fmt: skip
 

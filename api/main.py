@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse
 from api.deps import API_KEY_HEADER, require_api_key
 from api.metrics import ApiMetrics
 from api.middleware import BodyLimitMiddleware, MetricsMiddleware
+from api.openapi import document_errors
 from api.routes import admin, events, health, items, recommendations, segments, visitors
 from api.routes.common import RETRY_AFTER_SECONDS
 from api.settings import ApiSettings
@@ -142,6 +143,7 @@ def create_app(
     for router in (items.writes, visitors.writes, admin.router):
         app.include_router(router, dependencies=keyed)
     app.include_router(health.router)
+    app.openapi = lambda: document_errors(app)  # type: ignore[method-assign]
 
     @app.exception_handler(StoreUnavailableError)
     async def _store_unavailable(request: Request, exc: StoreUnavailableError) -> JSONResponse:
@@ -162,6 +164,9 @@ def create_app(
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "PUT", "DELETE"],
             allow_headers=["Content-Type", API_KEY_HEADER],
+            # No cookies or HTTP auth: the API authenticates by header key, so a browser never
+            # needs to send credentials (and allow_credentials stays off).
+            expose_headers=["Retry-After"],  # so the storefront's script can back off on 503
             max_age=600,
         )
     app.add_middleware(MetricsMiddleware, metrics=metrics)

@@ -19,6 +19,11 @@ _SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     # Request URLs carry visitor ids; never leak them to another site through the Referer.
     (b"referrer-policy", b"no-referrer"),
+    # Answers are per visitor (and carry their profile): no browser or shared cache may keep one.
+    (b"cache-control", b"no-store"),
+    # An API is never a page to frame: no clickjacking through /docs or a JSON answer.
+    (b"x-frame-options", b"DENY"),
+    (b"content-security-policy", b"frame-ancestors 'none'"),
 ]
 
 
@@ -88,7 +93,9 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise _BodyTooLarge(413, detail)
+                    # Close after answering: else the server goes on reading (and dropping) a
+                    # body that may never end.
+                    raise _BodyTooLarge(413, detail, headers={"connection": "close"})
             return message
 
         await self.app(scope, limited_receive, send)

@@ -41,10 +41,20 @@ _EVENT_EXAMPLE: dict[str, Any] = {
 }
 
 
+class ErrorOut(BaseModel):
+    """Every error but 422: one human-readable line, naming the field or limit at fault."""
+
+    detail: str = Field(examples=["invalid API key"])
+
+
 class EventIn(BaseModel):
     """One thing a visitor did to an item."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_EVENT_EXAMPLE]})
+    # Strict: JSON gives each field its own type; lax parsing would read `"timestamp": true`
+    # as 1970-01-01T00:00:01 (found by benchmarks.fuzz_api).
+    model_config = ConfigDict(
+        extra="forbid", strict=True, json_schema_extra={"examples": [_EVENT_EXAMPLE]}
+    )
 
     event_id: Id | None = Field(
         None,
@@ -204,7 +214,9 @@ class ConsentIn(BaseModel):
     """A visitor's statement about personalization, e.g. from the cookie banner."""
 
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"personalization": False}]}
+        extra="forbid",
+        strict=True,  # a statement is true or false, never "yes" or 1
+        json_schema_extra={"examples": [{"personalization": False}]},
     )
 
     personalization: bool = Field(description="true: consent given; false: withdrawn")
@@ -283,6 +295,7 @@ class AvailabilityIn(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={"examples": [{"item_ids": ["sku49", "sku158"], "available": False}]},
     )
 

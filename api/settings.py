@@ -7,6 +7,7 @@ create many apps with different settings in one process.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
@@ -14,6 +15,8 @@ from pydantic import BeforeValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from engine.profiles import StoreLimits
+
+_ORIGIN = re.compile(r"https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\])(:[0-9]{1,5})?")
 
 
 def _comma_separated(value: object) -> object:
@@ -64,6 +67,28 @@ class ApiSettings(BaseSettings):
     max_body_bytes: int = Field(
         1 << 20, ge=1024, description="largest request body accepted (bytes)"
     )
+    request_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="a request's head and body must arrive within this time of its first byte "
+        "(slow clients get 408; `personalize serve` only)",
+    )
+    max_header_bytes: int = Field(
+        16 * 1024,
+        ge=1024,
+        le=1 << 20,
+        description="largest request line plus headers (larger: 431; `personalize serve` only)",
+    )
+    max_connections: int | None = Field(
+        1024,
+        ge=1,
+        description="connections and requests in flight per worker before uvicorn answers 503 "
+        "(its limit_concurrency); unset: no limit",
+    )
+    backlog: int = Field(
+        2048, ge=1, description="connections the kernel queues before the server accepts them"
+    )
     watch_seconds: float = Field(
         5.0, ge=0, description="poll interval of the models' `current` pointer; 0 disables"
     )
@@ -83,4 +108,12 @@ class ApiSettings(BaseSettings):
             )
         if any(not key.get_secret_value() for key in self.api_keys):
             raise ValueError("api_keys: an API key must not be empty")
+        for origin in self.cors_origins:
+            # A browser's Origin is scheme://host[:port], exactly: "*" would let every site in,
+            # and a path or trailing slash would silently match nothing.
+            if not _ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"cors_origins: {origin!r} is not an origin like https://shop.example "
+                    "(scheme and host, optional port, no path, no wildcard)"
+                )
         return self

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -14,6 +14,9 @@ import pyarrow.csv as pacsv
 
 from engine.artifacts import load_artifact, publish, write_artifact
 from engine.profiles import EventType
+
+if TYPE_CHECKING:
+    from training.synthetic import ShopSpec
 
 REPO = Path(__file__).resolve().parents[1]
 # The same lookup as the tests: $PERSONALIZE_SHARED_DATA, else shared/data beside the checkout.
@@ -38,6 +41,28 @@ def retail_model(models_dir: Path) -> Path:
     log = read_purchase_log(ONLINE_RETAIL, PRESETS["online-retail"])
     train_model(log, ModelParams(), models_dir=models_dir, run_evaluation=False)
     return models_dir
+
+
+def small_shop_spec() -> ShopSpec:
+    """The generated shop the API's fuzzing, security and limits runs serve (trains in seconds)."""
+    from training.synthetic import ShopSpec
+
+    return ShopSpec(customers=300, items=200, days=120, seed=1)
+
+
+def trained_shop(folder: Path, shop: pa.Table) -> Path:
+    """Write ``shop``'s log, read it back with the trainer's reader, train the default model;
+    the models directory."""
+    from training.logs import PRESETS, read_purchase_log
+    from training.params import ModelParams
+    from training.pipeline import train_model
+    from training.synthetic import write_log
+
+    write_log(shop, folder / "log.parquet")
+    log = read_purchase_log(folder / "log.parquet", PRESETS["generic"])
+    assert log.table.num_rows == shop.num_rows  # the generator writes only clean lines
+    train_model(log, ModelParams(), models_dir=folder / "models", run_evaluation=False)
+    return folder / "models"
 
 
 def tiled_catalog(models: Path, out: Path, copies: int) -> Path:

@@ -12,6 +12,8 @@ import orjson
 from fastapi import HTTPException, Path, Query, Response
 
 from api.metrics import ApiMetrics
+from api.schemas import ErrorOut
+from api.settings import ApiSettings
 from engine.profiles import ID_PATTERN, Profile, ProfileStore, StoreUnavailableError
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,12 @@ def json_response(payload: dict[str, Any], status_code: int = HTTPStatus.OK) -> 
     return Response(orjson.dumps(payload), status_code, media_type="application/json")
 
 
+# Every route that needs the serving model (RecommenderDep) answers 503 until one is loaded;
+# its router declares it.
+NEEDS_MODEL: dict[int | str, dict[str, Any]] = {
+    503: {"model": ErrorOut, "description": "no model loaded yet; retry after Retry-After"}
+}
+
 LOG_EVERY_SECONDS = 10.0
 _last_logged: dict[str, float] = {}
 
@@ -76,6 +84,13 @@ def unavailable_for_writes() -> HTTPException:
         "profile store unavailable; nothing was stored, retry later",
         headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
     )
+
+
+def personalization_allowed(profile: Profile, settings: ApiSettings) -> bool:
+    """The visitor's own statement decides; without one, PERSONALIZE_CONSENT_REQUIRED does."""
+    if profile.consent is not None:
+        return profile.consent.given
+    return not settings.consent_required
 
 
 async def read_context(

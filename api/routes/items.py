@@ -16,6 +16,7 @@ from api.deps import (
 )
 from api.routes.common import (
     API_PREFIX,
+    NEEDS_MODEL,
     ItemPath,
     K,
     json_response,
@@ -27,7 +28,7 @@ from api.schemas import AvailabilityIn, AvailabilityOut, ItemsOut, items_payload
 from engine.profiles import StoreUnavailableError
 from engine.recommender import Recommended
 
-reads = APIRouter(prefix=API_PREFIX, tags=["items"])
+reads = APIRouter(prefix=API_PREFIX, tags=["items"], responses=NEEDS_MODEL)
 writes = APIRouter(prefix=API_PREFIX, tags=["items"])
 
 _UNKNOWN_ITEM: dict[int | str, dict[str, Any]] = {

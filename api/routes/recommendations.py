@@ -10,12 +10,18 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, StringConstraints, ValidationError
 
 from api.deps import serving_recommender
-from api.routes.common import API_PREFIX, json_response, read_context
+from api.routes.common import (
+    API_PREFIX,
+    NEEDS_MODEL,
+    json_response,
+    personalization_allowed,
+    read_context,
+)
 from api.schemas import RecommendationsOut, items_payload
 from engine.profiles import ID_PATTERN, valid_id
 from engine.recommender import Query as RecQuery
 
-router = APIRouter(prefix=API_PREFIX, tags=["recommendations"])
+router = APIRouter(prefix=API_PREFIX, tags=["recommendations"], responses=NEEDS_MODEL)
 
 MAX_LIST_PARAM = 100  # repeatable query parameters (categories, boosts, pins)
 MAX_BOOST = 1000.0
@@ -211,8 +217,7 @@ async def recommendations(request: Request) -> Response:
     profile, unavailable, degraded = await read_context(
         state.store, params.visitor_id, metrics, "/v1/recommendations"
     )
-    consent = profile.consent
-    personalized = consent.given if consent is not None else not state.settings.consent_required
+    personalized = personalization_allowed(profile, state.settings)
     # Sub-millisecond and CPU-bound: called inline, a thread hop would cost more than it saves.
     result = recommender.recommend(query, profile, unavailable, personalized=personalized)
     metrics.recommendations.labels(result.strategy, result.segment or "").inc()

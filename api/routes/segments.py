@@ -7,10 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Query
 
 from api.deps import RecommenderDep
-from api.routes.common import API_PREFIX
+from api.routes.common import API_PREFIX, NEEDS_MODEL
 from api.schemas import SegmentCustomersOut, SegmentOut, SegmentsOut
 
-reads = APIRouter(prefix=API_PREFIX, tags=["segments"])
+reads = APIRouter(prefix=API_PREFIX, tags=["segments"], responses=NEEDS_MODEL)
 
 
 @reads.get(

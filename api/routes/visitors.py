@@ -8,12 +8,13 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException
 
-from api.deps import MetricsDep, OptionalRecommenderDep, StoreDep
+from api.deps import MetricsDep, OptionalRecommenderDep, SettingsDep, StoreDep
 from api.routes.common import (
     API_PREFIX,
     RETRY_AFTER_SECONDS,
     K,
     VisitorPath,
+    personalization_allowed,
     read_context,
     store_failed,
     unavailable_for_writes,
@@ -88,9 +89,10 @@ async def set_consent(
 @writes.delete(
     "/visitors/{visitor_id}",
     summary="Erase a visitor",
-    description="Deletes every key the store holds for the visitor (the right to erasure). "
-    "Idempotent: erasing an unknown visitor deletes nothing. Events already exported to the "
-    "durable stream are not rewritten here.",
+    description="Deletes every key the store holds for the visitor (the right to erasure), "
+    "their events in the durable event stream and those events' idempotency markers. "
+    "Idempotent: erasing an unknown visitor deletes nothing. Training logs already exported "
+    "from the stream are outside the store.",
     response_model=ErasedOut,
     responses=_UNREACHABLE,
 )
@@ -107,15 +109,22 @@ async def erase(visitor_id: VisitorPath, store: StoreDep, metrics: MetricsDep) -
     "/visitors/{visitor_id}/recent",
     summary="Recently viewed items",
     description="The visitor's recent items, newest first, each once, unavailable items left "
-    "out. Without the store: an empty list, degraded.",
+    "out. A personalized shelf: empty for a visitor who withdrew consent (or, with "
+    "PERSONALIZE_CONSENT_REQUIRED, never gave it). Without the store: an empty list, degraded.",
     response_model=RecentOut,
 )
 async def recent(
-    visitor_id: VisitorPath, store: StoreDep, metrics: MetricsDep, k: K = 10
+    visitor_id: VisitorPath,
+    store: StoreDep,
+    metrics: MetricsDep,
+    settings: SettingsDep,
+    k: K = 10,
 ) -> RecentOut:
     found, unavailable, degraded = await read_context(
         store, visitor_id, metrics, "/v1/visitors/{visitor_id}/recent"
     )
+    if not personalization_allowed(found, settings):
+        return RecentOut(visitor_id=visitor_id, items=[], degraded=degraded)
     seen: set[str] = set()
     items: list[RecentEventOut] = []
     for event in found.recent:

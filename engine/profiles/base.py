@@ -121,7 +121,8 @@ class ProfileStore(Protocol):
         ...
 
     async def erase(self, visitor_id: str) -> int:
-        """Delete every key of the visitor; the number of keys removed."""
+        """Delete every key of the visitor, and their events in the stream with those events'
+        idempotency markers; the number of the visitor's own keys removed."""
         ...
 
     async def trending(self, limit: int) -> list[tuple[str, float]]:
@@ -134,6 +135,11 @@ class ProfileStore(Protocol):
         Statements can arrive out of order (two tabs, retries): one older than the stored one is
         ignored. True if stored, False if ignored as older.
         """
+        ...
+
+    async def customer_consents(self) -> list[tuple[str, Consent]]:
+        """(customer_id, consent) of every visitor linked to a customer who stated consent:
+        what the CRM needs so that a withdrawal on the storefront also stops e-mails."""
         ...
 
     async def set_availability(self, item_ids: Sequence[str], available: bool) -> None: ...

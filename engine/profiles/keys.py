@@ -64,6 +64,10 @@ class Keys:
         """A SCAN MATCH pattern for every key of the visitor (erasure checks; never KEYS)."""
         return _GLOB_SPECIAL.sub(r"\\\1", self._visitor(visitor_id)) + "*"
 
+    def profile_match(self) -> str:
+        """A SCAN MATCH pattern for every visitor's profile hash."""
+        return _GLOB_SPECIAL.sub(r"\\\1", self.prefix) + "{v:*}:profile"
+
     # --- global: all in the {g} slot ------------------------------------------------------------
 
     def seen(self, event_id: str) -> str:

@@ -228,6 +228,12 @@ class MemoryProfileStore:
 
     async def erase(self, visitor_id: str) -> int:
         visitor = self._live(_checked_visitor(visitor_id), self._clock())
+        theirs = [e["event_id"] for e in self._stream if e["visitor_id"] == visitor_id]
+        if theirs:
+            kept = (e for e in self._stream if e["visitor_id"] != visitor_id)
+            self._stream = deque(kept, maxlen=self._stream.maxlen)
+            for event_id in theirs:
+                self._seen.pop(event_id, None)
         if visitor is None:
             return 0
         del self._visitors[visitor_id]
@@ -254,6 +260,16 @@ class MemoryProfileStore:
             visitor.consent = consent
         self._touch(visitor_id, visitor, now)
         return stored
+
+    async def customer_consents(self) -> list[tuple[str, Consent]]:
+        now = self._clock()
+        return [
+            (visitor.customer_id, visitor.consent)
+            for visitor in self._visitors.values()
+            if visitor.expires_at > now
+            and visitor.customer_id is not None
+            and visitor.consent is not None
+        ]
 
     async def set_availability(self, item_ids: Sequence[str], available: bool) -> None:
         items = list(item_ids)

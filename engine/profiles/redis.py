@@ -46,6 +46,8 @@ _UNION_TTL_SECONDS = 10
 # Events per script call: a script blocks Redis while it runs, so a batch of 1000 is split into
 # calls of about this many events (a few milliseconds each), all in the one pipeline.
 EVENTS_PER_CALL = 250
+# Stream entries an erasure scans per script call.
+ERASE_PAGE = 1000
 
 
 def _lua(name: str) -> str:
@@ -144,6 +146,7 @@ class RedisProfileStore:
         self._visitor: AsyncScript = client.register_script(_lua("record_visitor.lua"))
         self._consent: AsyncScript = client.register_script(_lua("set_consent.lua"))
         self._read: AsyncScript = client.register_script(_lua("read_context.lua"))
+        self._erase_events: AsyncScript = client.register_script(_lua("erase_events.lua"))
 
     @classmethod
     def from_url(
@@ -319,6 +322,25 @@ class RedisProfileStore:
             (stored,) = await self._run([(self._consent, [key], args)])
         return bool(int(stored))
 
+    async def customer_consents(self) -> list[tuple[str, Consent]]:
+        """SCAN the profile hashes (never KEYS), a page of HMGETs per round trip."""
+        found: list[tuple[str, Consent]] = []
+        with _unavailable("customer_consents"):
+            cursor: int | None = None
+            while cursor != 0:
+                cursor, keys = await self._redis.scan(
+                    cursor or 0, match=self._keys.profile_match(), count=1000
+                )
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for key in keys:
+                        pipe.hmget(key, "customer_id", "consent", "consent_at")
+                    replies = await pipe.execute()
+                for customer, given, at in replies:
+                    if customer and given is not None and at is not None:
+                        consent = Consent(given=_text(given) == "1", at=float(at))
+                        found.append((_text(customer), consent))
+        return found
+
     async def set_availability(self, item_ids: Sequence[str], available: bool) -> None:
         """Mark items available again (remove) or unavailable (add); takes effect at once."""
         items = list(item_ids)
@@ -334,10 +356,26 @@ class RedisProfileStore:
                 await self._redis.sadd(self._keys.unavailable, *items)
 
     async def erase(self, visitor_id: str) -> int:
-        """Delete the visitor's keys by name (UNLINK frees memory off the main thread)."""
+        """Delete the visitor's keys by name (UNLINK frees memory off the main thread), then
+        their entries in the event stream and those events' idempotency markers.
+
+        The stream is walked a page at a time by a script (Redis is never blocked for long):
+        about 1,000 round trips for a full stream of a million events.
+        """
         keys = self._keys.visitor_keys(visitor_id)
         with _unavailable("erase"):
-            return int(await self._redis.unlink(*keys))
+            deleted = int(await self._redis.unlink(*keys))
+            start = "-"
+            while True:
+                ((scanned, last, *event_ids),) = await self._run(
+                    [(self._erase_events, [self._keys.stream],
+                      [visitor_id, start, str(ERASE_PAGE)])]
+                )  # fmt: skip
+                if event_ids:
+                    await self._redis.unlink(*(self._keys.seen(_text(e)) for e in event_ids))
+                if int(scanned) < ERASE_PAGE:
+                    return deleted
+                start = f"({_text(last)}"
 
     # --- reads ----------------------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ from engine.profiles import (
     StoreLimits,
     StoreUnavailableError,
 )
+from engine.profiles import redis as redis_store
 
 T0 = 1_700_000_040.0  # a whole number of 60 s buckets
 LIMITS = StoreLimits(
@@ -63,6 +64,7 @@ class Store(Protocol):
     async def erase(self, visitor_id: str) -> int: ...
     async def trending(self, limit: int) -> list[tuple[str, float]]: ...
     async def set_consent(self, visitor_id: str, consent: Consent) -> bool: ...
+    async def customer_consents(self) -> list[tuple[str, Consent]]: ...
     async def set_availability(self, item_ids: Any, available: bool) -> None: ...
     async def unavailable(self) -> frozenset[str]: ...
     async def events(self, count: int) -> list[dict[str, str]]: ...
@@ -424,6 +426,22 @@ async def test_consent_lives_beside_events_and_goes_with_erasure(harness: Harnes
     assert (await store.profile("v1")).consent is None
 
 
+async def test_customer_consents_list_linked_visitors_statements(harness: Harness) -> None:
+    store = await harness.store()
+    await store.record([ev("i1", customer="c1"), ev("i2", visitor="v2", customer="c2")])
+    await store.record([ev("i3", visitor="v3")])  # no customer: nobody to tell the CRM about
+    await store.set_consent("v1", Consent(given=False, at=T0))
+    await store.set_consent("v3", Consent(given=False, at=T0))
+    assert await store.customer_consents() == [("c1", Consent(given=False, at=T0))]
+    await store.set_consent("v2", Consent(given=True, at=T0 + 1))
+    assert sorted(await store.customer_consents()) == [
+        ("c1", Consent(given=False, at=T0)),
+        ("c2", Consent(given=True, at=T0 + 1)),
+    ]
+    await store.erase("v1")
+    assert await store.customer_consents() == [("c2", Consent(given=True, at=T0 + 1))]
+
+
 async def test_consent_expires_with_the_profile(harness: Harness) -> None:
     limits = StoreLimits(profile_ttl_seconds=60)
     store = await harness.store(limits)
@@ -459,6 +477,30 @@ async def test_erase_removes_every_key_of_the_visitor(harness: Harness) -> None:
         assert await _visitor_keys_on_server(harness, "v1") == []
     assert (await store.profile("v2")).counters == {"view": 1}  # others untouched
     assert await store.erase("v2") == 2  # no purchase, no bought set
+
+
+async def test_erase_removes_the_visitors_events_and_their_ids(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stream is the next training log: an erased visitor's events must not reach it."""
+    monkeypatch.setattr(redis_store, "ERASE_PAGE", 2)  # several pages on a short stream
+    store = await harness.store()
+    mine = [ev(f"i{i}", event_id=f"mine{i}") for i in range(5)]
+    theirs = [ev(f"i{i}", visitor="v2", event_id=f"theirs{i}") for i in range(3)]
+    await store.record([mine[0], theirs[0], mine[1], mine[2], theirs[1], mine[3], theirs[2]])
+    await store.record([mine[4]])
+
+    assert await store.erase("v1") == 2  # recent, profile
+    assert [e["event_id"] for e in await store.events(100)] == [e.event_id for e in theirs]
+    if harness.kind == "redis":
+        assert harness.redis is not None and harness.keys is not None
+        markers = [k async for k in harness.redis.scan_iter(match=harness.keys.global_match())
+                   if ":seen:" in k]  # fmt: skip
+        assert sorted(markers) == sorted(harness.keys.seen(e.event_id) for e in theirs)
+    # Forgotten, not just hidden: the same ids are new again; the other visitor's are not.
+    assert await store.record([mine[0], theirs[0]]) == [True, False]
+    assert await store.erase("v3") == 0  # nothing of theirs: nothing changes
+    assert len(await store.events(100)) == 4
 
 
 async def test_invalid_ids_are_rejected(harness: Harness) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
 import shutil
@@ -21,15 +20,13 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from fastapi import FastAPI
+from api_server import ApiClient, serving
 from pydantic import ValidationError
 from shops import two_version_shop
 
 from api.cli import plan_from_args, register, run
-from api.main import create_app
 from api.settings import ApiSettings
 from engine.artifacts import current_version, list_versions, publish
-from engine.profiles import ProfileStore
 
 KEY = "test-key-1"
 OTHER_KEY = "test-key-2"
@@ -78,23 +75,6 @@ def settings_for(models: Path, store_kind: str = "memory", **overrides: Any) -> 
         values["key_prefix"] = f"t{uuid.uuid4().hex[:12]}:"
     values.update(overrides)
     return ApiSettings(**values)
-
-
-class ApiClient(httpx.AsyncClient):
-    app: FastAPI
-
-
-@contextlib.asynccontextmanager
-async def serving(
-    settings: ApiSettings, store: ProfileStore | None = None
-) -> AsyncIterator[ApiClient]:
-    """A client talking to a running app (its lifespan started, and stopped on exit)."""
-    app = create_app(settings, store=store)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with ApiClient(transport=transport, base_url="http://api") as client:
-            client.app = app
-            yield client
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from engine.consent import Channel, ConsentLedger, ConsentRecord, Status
-from training.campaign.consent_file import read_consent
+from training.campaign.consent_file import read_consent, write_consent
 from training.logs import LogError
 
 DAY = 86_400.0
@@ -159,3 +159,18 @@ def test_a_consent_parquet_with_typed_columns(tmp_path: Path) -> None:
     assert ledger.allows("17850", EMAIL, 1_704_067_200.0)
     assert not ledger.allows("17850", EMAIL, 1_704_067_199.0)
     assert ledger.status("13047", EMAIL, 1_704_067_200.0) is Status.WITHDRAWN
+
+
+def test_written_records_read_back_and_later_files_add_to_earlier_ones(tmp_path: Path) -> None:
+    crm = _csv(tmp_path, "a,email,given,2023-11-14T00:00:00", "a,personalization,given,2023-11-14")
+    storefront = tmp_path / "storefront.csv"
+    at = T + 0.25  # sub-second times survive the file
+    withdrawn = ConsentRecord("a", Channel.PERSONALIZATION, Status.WITHDRAWN, at)
+    assert write_consent([withdrawn], storefront) == 1
+    assert read_consent(storefront).status("a", Channel.PERSONALIZATION, at) is Status.WITHDRAWN
+    assert read_consent(storefront).status("a", Channel.PERSONALIZATION, at - 0.1) is None
+
+    both = read_consent(crm, storefront)
+    assert both.allows("a", EMAIL, at)
+    assert both.status("a", Channel.PERSONALIZATION, at - 1) is Status.GIVEN
+    assert both.status("a", Channel.PERSONALIZATION, at) is Status.WITHDRAWN

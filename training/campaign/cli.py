@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 from tqdm import tqdm
 
+from engine.consent import Channel, ConsentRecord, Status
 from engine.model import load_model
-from training.campaign.consent_file import parse_time, read_consent
+from engine.profiles import StoreUnavailableError
+from engine.profiles.keys import DEFAULT_PREFIX, Keys
+from engine.profiles.redis import RedisProfileStore
+from training.campaign.consent_file import parse_time, read_consent, write_consent
 from training.campaign.email import (
     SUFFIXES,
     EmailSpec,
@@ -43,7 +48,9 @@ def register(sub: Subparsers) -> None:
         "--consent",
         required=True,
         type=Path,
-        help="consent records: customer_id,channel,status,timestamp (CSV or Parquet)",
+        action="append",
+        help="consent records: customer_id,channel,status,timestamp (CSV or Parquet); "
+        "repeatable, e.g. the CRM's file and the storefront's (personalize consent-export)",
     )
     p.add_argument("--out", required=True, type=Path, help="output file: .csv or .parquet")
     p.add_argument("--segment", help="only this customer segment of the model (e.g. at-risk)")
@@ -84,6 +91,19 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--quiet", action="store_true", default=None, help="no progress output")
     p.set_defaults(handler=_with_settings(_email_batch))
 
+    export = sub.add_parser(
+        "consent-export",
+        help="the storefront's consent statements (from Redis) as a consent file",
+        description="Write every personalization consent statement that visitors linked to a "
+        "customer made through the API (PUT /v1/visitors/{id}/consent) as a consent file "
+        "(customer_id,channel,status,timestamp), for email-batch --consent: a withdrawal on the "
+        "storefront then stops the personalised e-mails too.",
+    )
+    export.add_argument("--redis-url", required=True, help="the API's Redis")
+    export.add_argument("--key-prefix", default=DEFAULT_PREFIX, help="its key prefix (p13n:)")
+    export.add_argument("--out", required=True, type=Path, help="consent file to write (.csv)")
+    export.set_defaults(handler=_consent_export)
+
 
 def _email_batch(args: argparse.Namespace, settings: TrainerSettings) -> int:
     if args.out.suffix not in SUFFIXES:
@@ -102,7 +122,7 @@ def _email_batch(args: argparse.Namespace, settings: TrainerSettings) -> int:
     )
     send_log = args.send_log or args.out.with_name("send_log.jsonl")
     model = load_model(settings.models_dir)
-    consent = read_consent(args.consent)
+    consent = read_consent(*args.consent)
     unavailable = _unavailable(args.unavailable) if args.unavailable else []
     clock = time.perf_counter()
     with tqdm(
@@ -116,6 +136,31 @@ def _email_batch(args: argparse.Namespace, settings: TrainerSettings) -> int:
     print("\n".join(batch.summary.lines()))
     print(f"wrote {batch.table.num_rows:,} customers to {args.out}; send log {send_log}")
     return 0
+
+
+def _consent_export(args: argparse.Namespace) -> int:
+    if args.out.suffix != ".csv":
+        raise ValueError(f"{args.out}: the consent file must end in .csv")
+    written = asyncio.run(export_consents(args.redis_url, args.key_prefix, args.out))
+    print(f"wrote {written:,} consent statements to {args.out}")
+    return 0
+
+
+async def export_consents(redis_url: str, key_prefix: str, out: Path) -> int:
+    """The store's (customer, consent) statements as ``personalization`` consent records."""
+    store = RedisProfileStore.from_url(redis_url, keys=Keys(key_prefix))
+    try:
+        statements = await store.customer_consents()
+    except StoreUnavailableError as exc:
+        raise ValueError(str(exc)) from None  # one line, no traceback
+    finally:
+        await store.close()
+    records = (
+        ConsentRecord(customer, Channel.PERSONALIZATION,
+                      Status.GIVEN if consent.given else Status.WITHDRAWN, consent.at)
+        for customer, consent in statements
+    )  # fmt: skip
+    return write_consent(records, out)
 
 
 def _time(text: str) -> float:

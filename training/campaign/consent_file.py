@@ -12,14 +12,16 @@ would let an older "given" stand, so a file with bad rows is fixed at its source
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
 
 from engine.consent import Channel, ConsentLedger, ConsentRecord, Status
 from training.logs import LogError
@@ -36,8 +38,31 @@ _SHOWN_LINES = 5
 _SHOWN_KINDS = 5
 
 
-def read_consent(path: Path) -> ConsentLedger:
-    """Every record of a consent file; LogError naming the bad rows if there is any."""
+def read_consent(*paths: Path) -> ConsentLedger:
+    """Every record of the consent files (say, the CRM's and the storefront's, exported by
+    ``personalize consent-export``); LogError naming the bad rows if there is any."""
+    return ConsentLedger(record for path in paths for record in _records(path))
+
+
+def write_consent(records: Iterable[ConsentRecord], path: Path) -> int:
+    """Write records as a consent file (CSV, epoch seconds kept exact); how many."""
+    rows = list(records)
+    table = pa.table(
+        {
+            "customer_id": pa.array([r.customer_id for r in rows], pa.string()),
+            "channel": pa.array([r.channel.value for r in rows], pa.string()),
+            "status": pa.array([r.status.value for r in rows], pa.string()),
+            "timestamp": pa.array([r.at for r in rows], pa.float64()),
+        }
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    pa_csv.write_csv(table, partial)
+    os.replace(partial, path)  # a reader never sees half a file
+    return len(rows)
+
+
+def _records(path: Path) -> list[ConsentRecord]:
     raw = read_columns(path, COLUMNS)
     if raw.skipped:  # checked first: row numbers below count only the well-formed lines
         shown = ", ".join(map(str, raw.skipped_rows[:_SHOWN_LINES])) or "?"
@@ -61,7 +86,7 @@ def read_consent(path: Path) -> ConsentLedger:
             bad.setdefault(kind, []).append(row)
     if bad:
         raise LogError(f"{path}: {_describe(raw, bad)}; fix the file: no consent row is skipped")
-    return ConsentLedger(records)
+    return records
 
 
 def _rows(table: pa.Table) -> Iterator[tuple[str, str, str, str | float | None]]:
