@@ -31,3 +31,22 @@ ensure_redis_server() {
     if [ -n "$created" ]; then rm -f "$policy"; fi
     return "$status"
 }
+
+# For tests/browser only: Debian's Chromium and its chromedriver (Selenium comes with the test
+# extras and is given both paths, so nothing else is ever downloaded). Installs them with apt
+# when running as root; otherwise (or if apt fails) says so, and the browser tests skip.
+ensure_browser() {
+    if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then
+        return 0
+    fi
+    if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+        echo "chromium or chromedriver not found: install them (Debian: chromium" \
+            "chromium-driver) or the browser tests of the demo are skipped" >&2
+        return 0
+    fi
+    if ! { DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            chromium chromium-driver >/dev/null; }; then
+        echo "could not install chromium chromium-driver: the browser tests are skipped" >&2
+    fi
+}
