@@ -37,15 +37,29 @@ def _find(variable: str, *names: str) -> str | None:
     return next((path for name in names if (path := shutil.which(name))), None)
 
 
+KEY = "demo-key"
+
+
 @pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The API on a small generated shop, without API keys (development mode)."""
+def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("demo-shop")
-    models = trained_shop(folder, generate_shop(ShopSpec(customers=300, items=200, days=120)))
+    return trained_shop(folder, generate_shop(ShopSpec(customers=300, items=200, days=120)))
+
+
+def _serving(models: Path, *options: str) -> Any:
     port = free_port()
-    options = ["--watch-seconds", "0"]
-    with engine_server(models, port, folder / "api.log", None, options=options, entry="api.cli"):
-        yield f"http://{HOST}:{port}"
+    log = models.parent / f"api-{port}.log"
+    options = ("--watch-seconds", "0", *options)
+    server = engine_server(models, port, log, None, options=options, entry="api.cli")
+    return server, f"http://{HOST}:{port}"
+
+
+@pytest.fixture(scope="module")
+def api(models: Path) -> Iterator[str]:
+    """The API on a small generated shop, without API keys (development mode)."""
+    server, url = _serving(models)
+    with server:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -81,18 +95,18 @@ class Page:
         driver.get(f"{api}/demo/")
         driver.execute_script("localStorage.clear()")  # a new visitor for every test
         driver.refresh()
-        self.updates = 0
+        self.actions = 0
         self.wait_for_update()
 
     def wait_for_update(self) -> None:
-        """Until the page has finished one more refresh of its panels."""
-        expected = self.updates + 1
+        """Until the page has finished one more action (and refreshed its panels, if it could)."""
+        expected = self.actions + 1
         WebDriverWait(self.driver, WAIT_SECONDS).until(
             lambda d: (
-                int(d.find_element(By.TAG_NAME, "body").get_attribute("data-updates")) >= expected
+                int(d.find_element(By.TAG_NAME, "body").get_attribute("data-actions")) >= expected
             )
         )
-        self.updates = expected
+        self.actions = expected
 
     def panel(self, name: str) -> list[tuple[str, str]]:
         """(item id, reason) of each item the panel shows."""
@@ -246,3 +260,19 @@ def test_a_beacon_is_accepted_as_sent(driver: Any, api: str) -> None:
         return [(e["item_id"], e["type"]) for e in recent] == [(item, "add_to_cart")]
 
     WebDriverWait(driver, WAIT_SECONDS).until(arrived)
+
+
+def test_with_api_keys_the_demo_writes_only_once_given_a_key(driver: Any, models: Path) -> None:
+    server, url = _serving(models, "--api-key", KEY)
+    with server:
+        page = Page(driver, url)  # reads need no key
+        item = page.catalog_ids()[0]
+        page.click_product(item)
+        assert "API keys" in page.text("status")
+        assert page.panel("recent") == []
+        field = driver.find_element(By.ID, "api-key")
+        field.send_keys(KEY)
+        driver.find_element(By.ID, "catalog-heading").click()  # leaving the field commits it
+        page.click_product(item)
+        assert [i for i, _ in page.panel("recent")] == [item]
+        assert driver.execute_script("return JSON.stringify(localStorage)").find(KEY) == -1

@@ -8,7 +8,7 @@ const SEGMENTS_SHOWN = 4; // customers are offered from the most valuable segmen
 const CUSTOMERS_PER_SEGMENT = 5;
 
 const client = new Personalize();
-const state = { offset: 0, total: 0, lastItem: null, lastName: "", customer: null, updates: 0 };
+const state = { offset: 0, total: 0, lastItem: null, lastName: "", customer: null, actions: 0 };
 const known = new Map(); // item id -> item, from every list shown (names for "recently viewed")
 const $ = (id) => document.getElementById(id);
 
@@ -95,7 +95,7 @@ async function togetherWith(item) {
   }
 }
 
-/** Ask every panel again; `data-updates` on <body> counts completed refreshes (for tests). */
+/** Ask every panel again. */
 async function refresh() {
   const [page, recs, together, recent, trending] = await Promise.all([
     catalogPage(),
@@ -123,10 +123,10 @@ async function refresh() {
     "nothing viewed yet",
   );
   renderPanel("trending", trending.items, (i) => i.reason, "nothing trending");
-  state.updates += 1;
-  document.body.dataset.updates = String(state.updates);
 }
 
+/** Do `action`, then refresh the page; `data-actions` on <body> counts finished ones
+ * (succeeded or not), so that a test knows when the page has settled. */
 async function run(action, done) {
   try {
     await action();
@@ -136,6 +136,9 @@ async function run(action, done) {
     say(error.status === 401 || error.status === 403
       ? `${error.message}: this server has API keys; enter one above to write`
       : `Failed: ${error.message}`, true);
+  } finally {
+    state.actions += 1;
+    document.body.dataset.actions = String(state.actions);
   }
 }
 
