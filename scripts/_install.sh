@@ -33,20 +33,23 @@ ensure_redis_server() {
 }
 
 # For tests/browser only: Debian's Chromium and its chromedriver (Selenium comes with the test
-# extras and is given both paths, so nothing else is ever downloaded). Installs them with apt
-# when running as root; otherwise (or if apt fails) says so, and the browser tests skip.
+# extras and is given both paths, so nothing else is ever downloaded), and Node for the client's
+# own tests. Installs what is missing with apt when running as root; otherwise (or if apt fails)
+# says so, and those tests are skipped.
 ensure_browser() {
-    if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then
-        return 0
-    fi
+    local missing=""
+    command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+    command -v chromedriver >/dev/null 2>&1 || missing="$missing chromium-driver"
+    command -v node >/dev/null 2>&1 || missing="$missing nodejs"
+    [ -z "$missing" ] && return 0
     if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-        echo "chromium or chromedriver not found: install them (Debian: chromium" \
-            "chromium-driver) or the browser tests of the demo are skipped" >&2
+        echo "not installed:$missing (Debian packages): the demo's browser tests are skipped" >&2
         return 0
     fi
+    # shellcheck disable=SC2086 # one word per package
     if ! { DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-            chromium chromium-driver >/dev/null; }; then
-        echo "could not install chromium chromium-driver: the browser tests are skipped" >&2
+            $missing >/dev/null; }; then
+        echo "could not install$missing: the demo's browser tests are skipped" >&2
     fi
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the engine with its test extras into .venv (and, as root, Debian's redis-server and
-# Chromium for the Redis and browser tests when missing), then run every check CI runs:
+# Chromium and Node for the Redis and browser tests when missing), then run every check CI runs:
 # ruff (lint + format), mypy, then pytest; with CI set, also `python -m benchmarks --quick`.
 # Safe to run again: it reuses .venv.
 set -euo pipefail
