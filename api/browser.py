@@ -34,12 +34,14 @@ class BeaconBodyMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == EVENTS_PATH:
-            headers = scope["headers"]
-            for i, (name, value) in enumerate(headers):
-                if name == b"content-type" and value.split(b";")[0].strip().lower() == (
-                    b"text/plain"
-                ):
-                    scope = {**scope, "headers": [*headers[:i], (name, b"application/json"),
-                                                   *headers[i + 1 :]]}  # fmt: skip
-                    break
+            scope = {
+                **scope,
+                "headers": [_as_json(name, value) for name, value in scope["headers"]],
+            }
         await self.app(scope, receive, send)
+
+
+def _as_json(name: bytes, value: bytes) -> tuple[bytes, bytes]:
+    if name == b"content-type" and value.split(b";")[0].strip().lower() == b"text/plain":
+        return name, b"application/json"
+    return name, value
