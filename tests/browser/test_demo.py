@@ -159,7 +159,9 @@ def test_clicks_change_the_recommendations_and_every_item_says_why(driver: Any, 
     assert all(reason for _, reason in after), after
     assert any(reason.startswith("because you viewed") for _, reason in after), after
     assert not set(clicked) & {i for i, _ in after}  # seen this session: left out
-    assert [i for i, _ in page.panel("recent")] == clicked[::-1]  # newest first
+    recent_panel = page.panel("recent")
+    assert [i for i, _ in recent_panel] == clicked[::-1]  # newest first
+    assert all(reason.startswith("you clicked it at ") for _, reason in recent_panel)
     assert page.text("together-with").startswith("with ")
     assert all("bought together in" in reason for _, reason in page.panel("together"))
     assert all(reason for _, reason in page.panel("trending"))

@@ -6,6 +6,7 @@ const PAGE = 12; // catalog items per page
 const PANEL = 6; // items per panel
 const SEGMENTS_SHOWN = 4; // customers are offered from the most valuable segments
 const CUSTOMERS_PER_SEGMENT = 5;
+const DONE = { view: "viewed it", click: "clicked it", add_to_cart: "put it in the cart", purchase: "bought it" };
 
 const client = new Personalize();
 const state = { offset: 0, total: 0, lastItem: null, lastName: "", customer: null, actions: 0 };
@@ -119,7 +120,7 @@ async function refresh() {
   renderPanel(
     "recent",
     recent.items.map((e) => ({ ...(known.get(e.item_id) || { item_id: e.item_id }), event: e })),
-    (i) => `you ${i.event.type === "click" ? "clicked" : i.event.type.replace(/_/g, " ")} it at ${new Date(i.event.timestamp * 1000).toLocaleTimeString()}`,
+    (i) => `you ${DONE[i.event.type] || i.event.type} at ${new Date(i.event.timestamp * 1000).toLocaleTimeString()}`,
     "nothing viewed yet",
   );
   renderPanel("trending", trending.items, (i) => i.reason, "nothing trending");
