@@ -34,14 +34,16 @@ class BeaconBodyMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == EVENTS_PATH:
-            scope = {
-                **scope,
-                "headers": [_as_json(name, value) for name, value in scope["headers"]],
-            }
+            headers = scope["headers"]
+            if any(_text_plain(name, value) for name, value in headers):
+                # Changed in place, not copied: the metrics middleware outside reads the matched
+                # route from this very dict once the router has written it.
+                scope["headers"] = [
+                    (name, b"application/json") if _text_plain(name, value) else (name, value)
+                    for name, value in headers
+                ]
         await self.app(scope, receive, send)
 
 
-def _as_json(name: bytes, value: bytes) -> tuple[bytes, bytes]:
-    if name == b"content-type" and value.split(b";")[0].strip().lower() == b"text/plain":
-        return name, b"application/json"
-    return name, value
+def _text_plain(name: bytes, value: bytes) -> bool:
+    return name == b"content-type" and value.split(b";")[0].strip().lower() == b"text/plain"

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from shops import trained_shop
 
 from api.browser import DEMO_DIR
@@ -110,6 +111,16 @@ async def test_an_event_posted_as_text_plain_is_read_as_json(
     assert again.json() == {"accepted": 0, "duplicates": 1, "unknown_items": 0}
     recent = (await client.get("/v1/visitors/v-beacon/recent")).json()["items"]
     assert [e["item_id"] for e in recent] == ["sku1"]
+    # Both requests are timed under their route (the rewrite keeps the router's scope).
+    metrics = (await client.get("/metrics")).text
+    timed = {
+        sample.labels["route"]: sample.value
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+        if sample.name == "personalize_http_request_duration_seconds_count"
+        and sample.labels["method"] == "POST"
+    }
+    assert timed == {"/v1/events": 2.0}
 
 
 async def test_text_plain_is_read_as_json_only_on_the_events_route(
