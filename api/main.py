@@ -18,11 +18,12 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
+from api.browser import BeaconBodyMiddleware, mount_demo
 from api.deps import API_KEY_HEADER, require_api_key
 from api.metrics import ApiMetrics
 from api.middleware import BodyLimitMiddleware, MetricsMiddleware
 from api.openapi import document_errors
-from api.routes import admin, events, health, items, recommendations, segments, visitors
+from api.routes import admin, catalog, events, health, items, recommendations, segments, visitors
 from api.routes.common import RETRY_AFTER_SECONDS
 from api.settings import ApiSettings
 from api.state import ModelHolder, ReloadResult
@@ -138,12 +139,13 @@ def create_app(
     # Routes match in order: the two hot ones first.
     app.include_router(recommendations.router, dependencies=reads)
     app.include_router(events.router, dependencies=keyed)
-    for router in (items.reads, visitors.reads, segments.reads):
+    for router in (items.reads, catalog.reads, visitors.reads, segments.reads):
         app.include_router(router, dependencies=reads)
     for router in (items.writes, visitors.writes, admin.router):
         app.include_router(router, dependencies=keyed)
     app.include_router(health.router)
     app.openapi = lambda: document_errors(app)  # type: ignore[method-assign]
+    mount_demo(app)
 
     @app.exception_handler(StoreUnavailableError)
     async def _store_unavailable(request: Request, exc: StoreUnavailableError) -> JSONResponse:
@@ -158,6 +160,7 @@ def create_app(
     # add_middleware wraps: the last added runs first. Metrics outermost so that 413s and CORS
     # preflights are timed too; the body limit innermost, next to the routes that read bodies.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BeaconBodyMiddleware)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -358,3 +358,45 @@ class SegmentCustomersOut(BaseModel):
     model_version: str
     total: int = Field(description="customers in the segment")
     customers: list[str] = Field(description="one page of their ids, in the model's order")
+
+
+class CatalogItem(BaseModel):
+    item_id: str
+    description: str
+    category: str
+    price: float | None
+    available: bool = Field(description="false while the item is marked out of stock")
+
+
+class CatalogOut(BaseModel):
+    """One page of the serving model's catalog, best-selling first."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "items": [
+                        {
+                            "item_id": "sku49",
+                            "description": "GLASS LANTERN 49",
+                            "category": "c3",
+                            "price": 4.95,
+                            "available": True,
+                        }
+                    ],
+                    "total": 200,
+                    "offset": 0,
+                    "model_version": "20261123T191500Z",
+                    "degraded": False,
+                }
+            ]
+        }
+    )
+
+    items: list[CatalogItem]
+    total: int = Field(description="items in the catalog")
+    offset: int
+    model_version: str
+    degraded: bool = Field(
+        False, description="true when the store was unreachable: availability unknown"
+    )

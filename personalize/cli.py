@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from api import cli as serving
 from engine.artifacts import ArtifactError
-from personalize import demo
+from personalize import demo, report
 from training import cli as trainer
 from training.campaign import cli as campaign
 from training.crm import cli as crm
@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     crm.register(sub)
     campaign.register(sub)
     serving.register(sub)
+    report.register(sub)
     return parser
 
 

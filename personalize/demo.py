@@ -57,6 +57,7 @@ def _demo(args: argparse.Namespace) -> int:
     base = f"http://{args.host}:{args.port}"
     print(
         f"\nServing model {result.version}. Try:\n"
+        f"  {base}/demo/                                  the demo storefront\n"
         f"  {base}/docs                                   the API, documented\n"
         f"  curl '{base}/v1/recommendations?visitor_id=v1&k=5&explain=true'\n"
         f"  curl -X POST {base}/v1/events -H 'content-type: application/json' \\\n"

@@ -31,3 +31,25 @@ ensure_redis_server() {
     if [ -n "$created" ]; then rm -f "$policy"; fi
     return "$status"
 }
+
+# For tests/browser only: Debian's Chromium and its chromedriver (Selenium comes with the test
+# extras and is given both paths, so nothing else is ever downloaded), and Node for the client's
+# own tests. Installs what is missing with apt when running as root; otherwise (or if apt fails)
+# says so, and those tests are skipped.
+ensure_browser() {
+    local missing=""
+    command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+    command -v chromedriver >/dev/null 2>&1 || missing="$missing chromium-driver"
+    command -v node >/dev/null 2>&1 || missing="$missing nodejs"
+    [ -z "$missing" ] && return 0
+    if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+        echo "not installed:$missing (Debian packages): the demo's browser tests are skipped" >&2
+        return 0
+    fi
+    # shellcheck disable=SC2086 # one word per package
+    if ! { DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            $missing >/dev/null; }; then
+        echo "could not install$missing: the demo's browser tests are skipped" >&2
+    fi
+}

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install the engine with its test extras into .venv and run every check CI runs:
+# Install the engine with its test extras into .venv (and, as root, Debian's redis-server and
+# Chromium and Node for the Redis and browser tests when missing), then run every check CI runs:
 # ruff (lint + format), mypy, then pytest; with CI set, also `python -m benchmarks --quick`.
 # Safe to run again: it reuses .venv.
 set -euo pipefail
@@ -8,6 +9,7 @@ cd "$(dirname "$0")/.."
 . scripts/_install.sh
 install_engine ".[dev]"
 ensure_redis_server
+ensure_browser
 
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

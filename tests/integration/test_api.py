@@ -782,7 +782,7 @@ async def test_openapi_documents_every_route(memory_client: httpx.AsyncClient) -
         "/v1/items/{item_id}/bought-together", "/v1/trending", "/v1/items/availability",
         "/v1/events", "/v1/visitors/{visitor_id}", "/v1/visitors/{visitor_id}/recent",
         "/v1/visitors/{visitor_id}/consent", "/v1/segments", "/v1/segments/{segment}/customers",
-        "/v1/admin/reload", "/healthz", "/readyz", "/metrics",
+        "/v1/admin/reload", "/healthz", "/readyz", "/metrics", "/v1/items",
     }  # fmt: skip
     for path, operations in paths.items():
         for method, operation in operations.items():

@@ -184,6 +184,7 @@ def test_console_script_help_for_every_command() -> None:
         "generate-shop",
         "demo",
         "serve",
+        "report",
     )
     for command in ([], *([name] for name in commands)):
         done = subprocess.run(
