@@ -10,11 +10,11 @@ import numpy as np
 from fastapi import APIRouter, Query
 
 from api.deps import MetricsDep, RecommenderDep, StoreDep
-from api.routes.common import API_PREFIX, K, read_unavailable
+from api.routes.common import API_PREFIX, K, NEEDS_MODEL, read_unavailable
 from api.schemas import CatalogItem, CatalogOut
 from engine.recommender import Recommender
 
-reads = APIRouter(prefix=API_PREFIX, tags=["items"])
+reads = APIRouter(prefix=API_PREFIX, tags=["items"], responses=NEEDS_MODEL)
 
 # One ordering per loaded model, dropped with it: sorting 100k items on every page would cost
 # milliseconds, and a reload swaps the recommender (and so the key) atomically.
