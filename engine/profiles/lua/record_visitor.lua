@@ -84,8 +84,10 @@ for v = 0, #KEYS / 3 - 1 do
 
     if #entries > 0 then
         -- Only the newest cap entries can stay, so at most cap go on the stack for LPUSH.
-        redis.call('LPUSH', recent, unpack(entries, math.max(#entries - cap + 1, 1)))
-        redis.call('LTRIM', recent, 0, cap - 1)
+        local length = redis.call('LPUSH', recent, unpack(entries, math.max(#entries - cap + 1, 1)))
+        if length > cap then
+            redis.call('LTRIM', recent, 0, cap - 1)
+        end
         for etype, count in pairs(counts) do
             redis.call('HINCRBY', profile, 'n_' .. etype, count)
         end
