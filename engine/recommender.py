@@ -28,6 +28,11 @@ def bought_reason(times: float) -> str:
     return f"you bought it {int(times)} time{'s' if times != 1 else ''} before"
 
 
+def trending_reason(customers: int) -> str:
+    """Why an item leads a list for a visitor the model knows nothing of."""
+    return f"trending: {customers} customer{'' if customers == 1 else 's'} bought it recently"
+
+
 @dataclass(frozen=True)
 class Query:
     """What the storefront asks for; every field is optional but ``k``."""
@@ -233,7 +238,9 @@ class Recommender:
             if index is None or not allowed[index] or len(out) == k:
                 continue
             allowed[index] = False
-            out.append(self._item(index, float(count), f"trending: {int(count)} recent events"))
+            events = int(count)
+            reason = f"trending: {events} recent event{'' if events == 1 else 's'}"
+            out.append(self._item(index, float(count), reason))
         explain = _Explainer(self, None, np.empty(0, np.int64), None)
         for index in _top(self._trending_rank, allowed, k - len(out)):
             out.append(self._item(index, float(self._trending_rank[index]), explain(index)))
@@ -366,7 +373,7 @@ class _Explainer:
         if self._row is None:  # nothing known of this visitor but the session
             recent = int(model.scorer.trending[item])
             if recent:
-                return f"trending: {recent} customers bought it recently"
+                return trending_reason(recent)
             return "popular"
         return COLLABORATIVE_REASON
 

@@ -10,7 +10,7 @@ import numpy as np
 from fastapi import APIRouter, Query
 
 from api.deps import MetricsDep, RecommenderDep, StoreDep
-from api.routes.common import API_PREFIX, K, NEEDS_MODEL, read_unavailable
+from api.routes.common import API_PREFIX, NEEDS_MODEL, K, read_unavailable
 from api.schemas import CatalogItem, CatalogOut
 from engine.recommender import Recommender
 

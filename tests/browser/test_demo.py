@@ -8,8 +8,6 @@ chromedriver are installed (``scripts/test.sh`` installs Debian's).
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,20 +19,13 @@ from shops import trained_shop
 from benchmarks.servers import HOST, engine_server, free_port
 from training.synthetic import ShopSpec, generate_shop
 
-webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
+pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
+from screenshots import ARTIFACTS
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
 WAIT_SECONDS = 10.0
 PANELS = ("recommended", "together", "recent", "trending")
-
-
-def _find(variable: str, *names: str) -> str | None:
-    explicit = os.environ.get(variable)
-    if explicit:
-        return explicit
-    return next((path for name in names if (path := shutil.which(name))), None)
 
 
 KEY = "demo-key"
@@ -60,30 +51,6 @@ def api(models: Path) -> Iterator[str]:
     server, url = _serving(models)
     with server:
         yield url
-
-
-@pytest.fixture(scope="module")
-def driver() -> Iterator[Any]:
-    browser = _find("CHROMIUM", "chromium", "chromium-browser", "google-chrome")
-    chromedriver = _find("CHROMEDRIVER", "chromedriver")
-    if browser is None or chromedriver is None:
-        pytest.skip(
-            "no Chromium and chromedriver found (apt-get install chromium chromium-driver, "
-            "or set CHROMIUM and CHROMEDRIVER): the demo was not tested in a browser"
-        )
-    options = webdriver.ChromeOptions()
-    options.binary_location = browser
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--window-size=1280,1800", "--no-first-run", "--disable-extensions"):  # fmt: skip
-        options.add_argument(flag)
-    # Both paths given: Selenium never looks for (or downloads) a browser or driver of its own.
-    service = webdriver.ChromeService(executable_path=chromedriver)
-    chrome = webdriver.Chrome(options=options, service=service)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    try:
-        yield chrome
-    finally:
-        chrome.quit()
 
 
 class Page:

@@ -24,7 +24,13 @@ from engine.artifacts import load_artifact, write_artifact
 from engine.matrix import SECONDS_PER_DAY
 from engine.model import Model, load_model
 from engine.profiles import Profile, RecentEvent
-from engine.recommender import Query, Recommendations, Recommended, Recommender
+from engine.recommender import (
+    Query,
+    Recommendations,
+    Recommended,
+    Recommender,
+    trending_reason,
+)
 from training.synthetic import ShopSpec, generate_shop
 
 SPEC = ShopSpec(customers=300, items=200, days=120, seed=1)
@@ -183,7 +189,7 @@ def test_an_empty_profile_gets_the_trending_list(
     reasons: Counter[bool] = Counter()
     for item in result.items:
         recent = int(model.scorer.trending[model.items.index(item.item_id)])
-        expected = f"trending: {recent} customers bought it recently" if recent else "popular"
+        expected = trending_reason(recent) if recent else "popular"
         assert item.reason == expected, item
         reasons[expected == "popular"] += 1
     assert reasons[True] and reasons[False]  # both reasons occur in this shop
@@ -684,7 +690,12 @@ def test_trending_puts_live_counts_first_then_fills_from_the_model(
     assert [r.score for r in result[:2]] == [50.0, 30.0]
     for r in result[2:]:
         recent = int(model.scorer.trending[model.items.index(r.item_id)])
-        assert r.reason == f"trending: {recent} customers bought it recently"
+        assert r.reason == trending_reason(recent)
+    assert rec.trending(1, [(a, 1.0)])[0].reason == "trending: 1 recent event"
+    assert (trending_reason(1), trending_reason(3)) == (
+        "trending: 1 customer bought it recently",
+        "trending: 3 customers bought it recently",
+    )
     assert _ids(rec.trending(1, live)) == [a]
     assert _ids(rec.trending(5)) == order[:5]
 
