@@ -6,21 +6,11 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from screenshots import ARTIFACTS
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
-
-
-@pytest.fixture(scope="session")
-def artifacts() -> Path:
-    """Where the browser tests save their screenshots, for a person to look at after a run
-    (not committed)."""
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    return ARTIFACTS
 
 
 def _find(variable: str, *names: str) -> str | None:

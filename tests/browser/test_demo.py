@@ -14,13 +14,13 @@ from typing import Any
 
 import httpx
 import pytest
+from screenshots import save_screenshot
 from shops import trained_shop
 
 from benchmarks.servers import HOST, engine_server, free_port
 from training.synthetic import ShopSpec, generate_shop
 
 pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
-from screenshots import ARTIFACTS
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
@@ -105,7 +105,7 @@ class Page:
         return str(self.driver.find_element(By.ID, element_id).text)
 
     def screenshot(self, name: str) -> None:
-        self.driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
+        save_screenshot(self.driver, name)
 
 
 def test_clicks_change_the_recommendations_and_every_item_says_why(driver: Any, api: str) -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from screenshots import save_screenshot
 
 from benchmarks.fixtures import small_shop_spec
 from personalize.cli import main
@@ -21,7 +22,7 @@ from selenium.webdriver.common.by import By
 PLOTS = 4  # quality against the baselines, segment sizes, the 80/20 curves, catalog coverage
 
 
-def test_the_report_renders_every_plot(driver: Any, artifacts: Path, tmp_path: Path) -> None:
+def test_the_report_renders_every_plot(driver: Any, tmp_path: Path) -> None:
     write_log(generate_shop(small_shop_spec()), tmp_path / "l.pq")
     log = read_purchase_log(tmp_path / "l.pq", PRESETS["generic"])
     train_model(log, ModelParams(), models_dir=tmp_path / "models", threads=1)
@@ -40,4 +41,4 @@ def test_the_report_renders_every_plot(driver: Any, artifacts: Path, tmp_path: P
         "return performance.getEntriesByType('resource').map(e => e.name)"
     )
     assert loaded == []
-    driver.save_screenshot(str(artifacts / "report.png"))
+    save_screenshot(driver, "report")
