@@ -82,6 +82,7 @@ def render(model: Model, benchmarks: Mapping[str, Any] | None) -> str:
         _summary(model),
         _quality(evaluation),
         _segments(manifest.get("segments")),
+        _rfm_map(model),
         _pareto(model, manifest.get("segments")),
         _pairs(model),
         _coverage(evaluation),
@@ -160,6 +161,45 @@ def _segments(report: Mapping[str, Any] | None) -> str:
     table = _table(["segment", "customers", report.get("monetary", "revenue"), "share",
                     "win-back"], rows)  # fmt: skip
     return head + _svg(fig) + table
+
+
+def rfm_grid(model: Model) -> tuple[np.ndarray, list[list[str]]]:
+    """The RFM segment map: customers per (frequency, recency) score cell, 5 x 5 (row F - 1,
+    column R - 1), and each cell's most common segment ('' for an empty cell)."""
+    recency, frequency = model.rfm[:, 0].astype(np.int64), model.rfm[:, 1].astype(np.int64)
+    scored = (recency >= 1) & (frequency >= 1)
+    rows, columns, segments = frequency[scored] - 1, recency[scored] - 1, model.segments[scored]
+    counts = np.zeros((5, 5), dtype=np.int64)
+    np.add.at(counts, (rows, columns), 1)
+    names = [[""] * 5 for _ in range(5)]
+    for row, column in zip(*np.nonzero(counts), strict=True):
+        values, n = np.unique(segments[(rows == row) & (columns == column)], return_counts=True)
+        names[row][column] = str(values[np.argmax(n)])
+    return counts, names
+
+
+def _rfm_map(model: Model) -> str:
+    counts, names = rfm_grid(model)
+    if not counts.sum():
+        return ""
+    fig, ax = _figure(8, 6)
+    ax.imshow(counts, origin="lower", cmap="Blues")
+    for row in range(5):
+        for column in range(5):
+            if counts[row, column]:
+                dark = counts[row, column] > counts.max() / 2
+                ax.text(column, row, f"{names[row][column]}\n{counts[row, column]:,}",
+                        ha="center", va="center", fontsize=8,
+                        color="white" if dark else "black")  # fmt: skip
+    ax.set_xticks(range(5), [str(score) for score in range(1, 6)])
+    ax.set_yticks(range(5), [str(score) for score in range(1, 6)])
+    ax.set_xlabel("recency score (5: bought most recently)")
+    ax.set_ylabel("frequency score (5: most baskets)")
+    note = _note(
+        "Customers per recency and frequency score, each cell named by its most common "
+        "segment (the monetary score, the third, is not drawn)."
+    )
+    return "<h3>Segment map</h3>\n" + note + _svg(fig)
 
 
 def _pareto(model: Model, segments: Mapping[str, Any] | None) -> str:

@@ -19,7 +19,7 @@ pytest.importorskip("matplotlib", reason="the report's plots need matplotlib")
 pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
 from selenium.webdriver.common.by import By
 
-PLOTS = 4  # quality against the baselines, segment sizes, the 80/20 curves, catalog coverage
+PLOTS = 5  # quality against the baselines, segment sizes and map, the 80/20 curves, coverage
 
 
 def test_the_report_renders_every_plot(driver: Any, tmp_path: Path) -> None:

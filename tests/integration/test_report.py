@@ -6,10 +6,12 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from engine.model import load_model
 from personalize.cli import main
+from personalize.report import rfm_grid
 from training.crm.pairs import bought_together, top_pairs
 from training.logs import PRESETS, read_purchase_log
 from training.params import ModelParams
@@ -54,7 +56,7 @@ def test_the_report_shows_the_models_own_figures_in_one_file(
     model = load_model(evaluated)
     evaluation = model.manifest["evaluation"]
 
-    assert page.count("<svg") == 4  # quality, segments, 80/20, coverage
+    assert page.count("<svg") == 5  # quality, segment sizes, segment map, 80/20, coverage
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)  # nothing fetched
     assert f"{evaluation['model']['ndcg@10']:.4f}" in page
     for baseline in evaluation["baselines"]:
@@ -71,6 +73,19 @@ def test_the_report_shows_the_models_own_figures_in_one_file(
     assert "error_kinds" not in page  # nested values are left to results.json
 
 
+def test_the_segment_map_counts_every_customer_in_their_score_cell(evaluated: Path) -> None:
+    model = load_model(evaluated)
+    counts, names = rfm_grid(model)
+    assert counts.sum() == len(model.users)
+    r, f = int(model.rfm[0, 0]), int(model.rfm[0, 1])
+    in_cell = (model.rfm[:, 0] == r) & (model.rfm[:, 1] == f)
+    assert counts[f - 1, r - 1] == in_cell.sum()
+    segments, n = np.unique(model.segments[in_cell], return_counts=True)
+    assert names[f - 1][r - 1] in set(segments[n == n.max()])
+    assert all(name == "" for row, cells in zip(counts, names, strict=True)
+               for count, name in zip(row, cells, strict=True) if count == 0)  # fmt: skip
+
+
 def test_without_an_evaluation_or_benchmarks_the_report_says_so(tmp_path: Path) -> None:
     models = tmp_path / "models"
     write_log(generate_shop(ShopSpec(customers=150, items=80, days=90, seed=2)), tmp_path / "l.pq")
@@ -79,7 +94,7 @@ def test_without_an_evaluation_or_benchmarks_the_report_says_so(tmp_path: Path) 
     page = report(models, tmp_path / "report.html", tmp_path / "missing.json")
     assert "trained without an evaluation" in page
     assert "No benchmark results found" in page
-    assert page.count("<svg") == 2  # segments and the 80/20 curves
+    assert page.count("<svg") == 3  # segment sizes, segment map and the 80/20 curves
 
 
 def test_a_damaged_model_is_refused_with_one_line(
