@@ -145,7 +145,8 @@ def create_app(
         app.include_router(router, dependencies=keyed)
     app.include_router(health.router)
     app.openapi = lambda: document_errors(app)  # type: ignore[method-assign]
-    mount_demo(app)
+    if settings.demo:
+        mount_demo(app)
 
     @app.exception_handler(StoreUnavailableError)
     async def _store_unavailable(request: Request, exc: StoreUnavailableError) -> JSONResponse:

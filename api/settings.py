@@ -92,6 +92,10 @@ class ApiSettings(BaseSettings):
     watch_seconds: float = Field(
         5.0, ge=0, description="poll interval of the models' `current` pointer; 0 disables"
     )
+    demo: bool = Field(
+        True,
+        description="serve the demo storefront at /demo/ (turn off where shoppers could find it)",
+    )
     cors_origins: Annotated[list[str], NoDecode, BeforeValidator(_comma_separated)] = Field(
         default_factory=list, description="origins allowed to call the API from a browser"
     )

@@ -157,6 +157,13 @@ async def test_the_demo_and_its_client_are_served(client: httpx.AsyncClient) -> 
     assert "export class Personalize" in script.text
 
 
+async def test_the_demo_can_be_turned_off(models: Path) -> None:
+    async with serving(models, demo=False) as client:
+        assert (await client.get("/demo/")).status_code == 404
+        assert (await client.get("/demo/personalize.js")).status_code == 404
+        assert (await client.get("/v1/items")).status_code == 200  # the API itself still serves
+
+
 def test_the_demo_loads_nothing_from_elsewhere() -> None:
     """No CDN, font or script from another origin: the page works offline, leaks nothing."""
     for path in DEMO_DIR.iterdir():
