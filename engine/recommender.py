@@ -8,6 +8,7 @@ API calls it after fetching the profile, so nothing here waits on I/O.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -112,6 +113,16 @@ class Recommender:
     @property
     def version(self) -> str:
         return self.model.version
+
+    def catalog(self, offset: int, k: int) -> list[tuple[str, str, str, float | None]]:
+        """One page of (item id, description, category, price), best-selling first."""
+        return [self._rows[i] for i in self._best_selling[offset : offset + k].tolist()]
+
+    @functools.cached_property
+    def _best_selling(self) -> np.ndarray:
+        # Sorted once per loaded model, on the first catalog page: units sold, best first,
+        # equal sales by row (so pages never overlap).
+        return np.argsort(-self.model.scorer.popularity, kind="stable")
 
     def customers_in(self, segment: str) -> np.ndarray:
         """Ids of the customers in a value segment, in the model's order."""

@@ -559,80 +559,83 @@ async def test_redis_record_is_one_round_trip(
         await store.close()
 
 
-async def test_redis_recent_entries_are_compact(redis_url: str) -> None:
-    keys = Keys(f"fmt-{uuid.uuid4().hex[:8]}:")
+@dataclass
+class RedisParts:
+    """A store on its own key prefix and a raw client to look at what it wrote."""
+
+    keys: Keys
+    store: RedisProfileStore
+    raw: Redis
+
+
+@pytest.fixture
+async def redis_parts(redis_url: str) -> AsyncIterator[RedisParts]:
+    keys = Keys(f"t-{uuid.uuid4().hex[:8]}:")
     store = RedisProfileStore.from_url(redis_url, keys, LIMITS, clock=FakeClock())
     raw = Redis.from_url(redis_url, decode_responses=True)
     try:
-        event = ev("i1", "purchase", event_id="0123456789abcdef0123456789abcdef", ts=T0 + 0.75)
-        await store.record([event, ev("i2", ts=T0 + 62)])
-        # "<type code><item> <whole seconds since t0>": no event id, no fractional seconds.
-        assert await raw.lrange(keys.recent("v1"), 0, -1) == ["vi2 62", "pi1 0"]
-        assert await raw.hget(keys.profile("v1"), "t0") == str(int(T0))
-        assert await raw.object("encoding", keys.recent("v1")) in ("quicklist", "listpack")
-        assert (await store.profile("v1")).recent == (
-            RecentEvent("i2", "view", T0 + 62),
-            RecentEvent("i1", "purchase", T0),
-        )
-        # A retry's visitor part finds the event's entry and changes nothing.
-        assert await store.record([event]) == [False]
-        assert (await store.profile("v1")).counters == {"purchase": 1, "view": 1}
-        assert await raw.llen(keys.recent("v1")) == 2
+        yield RedisParts(keys, store, raw)
     finally:
         await raw.aclose()
         await store.close()
 
 
-async def test_redis_ttl_refreshed_once_run_down(redis_url: str) -> None:
+async def test_redis_recent_entries_are_compact(redis_parts: RedisParts) -> None:
+    keys, store, raw = redis_parts.keys, redis_parts.store, redis_parts.raw
+    event = ev("i1", "purchase", event_id="0123456789abcdef0123456789abcdef", ts=T0 + 0.75)
+    await store.record([event, ev("i2", ts=T0 + 62)])
+    # "<type code><item> <whole seconds since t0>": no event id, no fractional seconds.
+    assert await raw.lrange(keys.recent("v1"), 0, -1) == ["vi2 62", "pi1 0"]
+    assert await raw.hget(keys.profile("v1"), "t0") == str(int(T0))
+    assert await raw.object("encoding", keys.recent("v1")) in ("quicklist", "listpack")
+    assert (await store.profile("v1")).recent == (
+        RecentEvent("i2", "view", T0 + 62),
+        RecentEvent("i1", "purchase", T0),
+    )
+    # A retry's visitor part finds the event's entry and changes nothing.
+    assert await store.record([event]) == [False]
+    assert (await store.profile("v1")).counters == {"purchase": 1, "view": 1}
+    assert await raw.llen(keys.recent("v1")) == 2
+
+
+async def test_redis_ttl_refreshed_once_run_down(redis_parts: RedisParts) -> None:
     """An active visitor's keys skip the EXPIREs until a thirtieth of the TTL has passed."""
-    keys = Keys(f"exp-{uuid.uuid4().hex[:8]}:")
-    store = RedisProfileStore.from_url(redis_url, keys, LIMITS, clock=FakeClock())
-    raw = Redis.from_url(redis_url, decode_responses=True)
+    keys, store, raw = redis_parts.keys, redis_parts.store, redis_parts.raw
     ttl = LIMITS.profile_ttl_seconds
-    try:
-        await store.record([ev("i1")])
-        recent, profile, bought = keys.visitor_keys("v1")
-        slack = ttl // 30
-        await raw.expire(recent, ttl - slack + 5)  # not yet run down: left alone
-        await store.record([ev("i2", ts=T0 + 1)])
-        assert await raw.ttl(recent) <= ttl - slack + 5
-        await store.record([ev("i3", "purchase", ts=T0 + 2)])  # a new bought set gets its TTL
-        assert 0 < await raw.ttl(bought) <= ttl
-        await raw.expire(recent, ttl - slack - 5)  # run down: every key refreshed
-        await store.record([ev("i4", ts=T0 + 3)])
-        for key in (recent, profile, bought):
-            assert await raw.ttl(key) > ttl - 5, key
-    finally:
-        await raw.aclose()
-        await store.close()
+    await store.record([ev("i1")])
+    recent, profile, bought = keys.visitor_keys("v1")
+    slack = ttl // 30
+    await raw.expire(recent, ttl - slack + 5)  # not yet run down: left alone
+    await store.record([ev("i2", ts=T0 + 1)])
+    assert await raw.ttl(recent) <= ttl - slack + 5
+    await store.record([ev("i3", "purchase", ts=T0 + 2)])  # a new bought set gets its TTL
+    assert 0 < await raw.ttl(bought) <= ttl
+    await raw.expire(recent, ttl - slack - 5)  # run down: every key refreshed
+    await store.record([ev("i4", ts=T0 + 3)])
+    for key in (recent, profile, bought):
+        assert await raw.ttl(key) > ttl - 5, key
 
 
-async def test_redis_every_key_has_a_ttl_or_a_bound(redis_url: str) -> None:
-    keys = Keys(f"ttl-{uuid.uuid4().hex[:8]}:")
-    store = RedisProfileStore.from_url(redis_url, keys, LIMITS, clock=FakeClock())
-    raw = Redis.from_url(redis_url, decode_responses=True)
-    try:
-        await store.record([ev("i1", "purchase", customer="c1"), ev("i2", visitor="v2")])
-        await store.set_availability(["i1"], available=False)
-        await store.trending(5)
+async def test_redis_every_key_has_a_ttl_or_a_bound(redis_parts: RedisParts) -> None:
+    keys, store, raw = redis_parts.keys, redis_parts.store, redis_parts.raw
+    await store.record([ev("i1", "purchase", customer="c1"), ev("i2", visitor="v2")])
+    await store.set_availability(["i1"], available=False)
+    await store.trending(5)
 
-        for key in keys.visitor_keys("v1"):
-            assert 0 < await raw.ttl(key) <= LIMITS.profile_ttl_seconds, key
-        bucket = keys.trending(int(T0 // LIMITS.trending_bucket_seconds))
-        window = LIMITS.trending_buckets * LIMITS.trending_bucket_seconds
-        assert 0 < await raw.ttl(bucket) <= window
+    for key in keys.visitor_keys("v1"):
+        assert 0 < await raw.ttl(key) <= LIMITS.profile_ttl_seconds, key
+    bucket = keys.trending(int(T0 // LIMITS.trending_bucket_seconds))
+    window = LIMITS.trending_buckets * LIMITS.trending_bucket_seconds
+    assert 0 < await raw.ttl(bucket) <= window
 
-        bounded = {keys.stream, keys.unavailable}  # MAXLEN ~ / the size of the catalog
-        written = [k async for k in raw.scan_iter(match=f"{keys.prefix}*")]
-        # v1: recent, profile, bought; v2: recent, profile; 2 id markers; stream, bucket,
-        # trending union, unavailable.
-        assert len(written) == 11
-        for key in written:
-            if key not in bounded:
-                assert await raw.ttl(key) > 0, key
-    finally:
-        await raw.aclose()
-        await store.close()
+    bounded = {keys.stream, keys.unavailable}  # MAXLEN ~ / the size of the catalog
+    written = [k async for k in raw.scan_iter(match=f"{keys.prefix}*")]
+    # v1: recent, profile, bought; v2: recent, profile; 2 id markers; stream, bucket,
+    # trending union, unavailable.
+    assert len(written) == 11
+    for key in written:
+        if key not in bounded:
+            assert await raw.ttl(key) > 0, key
 
 
 async def test_redis_unavailable_then_reconnects_by_itself(tmp_path: Path) -> None:
