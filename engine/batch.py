@@ -157,10 +157,10 @@ def _full_rank(row: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 def bought_not_due(history: PurchaseHistory, users: np.ndarray, now: float) -> sp.csr_matrix:
     """(len(users), n_items) mask of what each user bought and is not due to buy again: the
-    serving rule (``PurchaseHistory.due``) applied to a batch."""
+    serving rule (``PurchaseHistory.not_due``) applied to a batch."""
     rows, cols = [], []
     for i, user in enumerate(np.asarray(users).tolist()):
-        keep = np.setdiff1d(history.items_of(user), history.due(user, now), assume_unique=True)
+        keep = history.not_due(user, now)
         rows.append(np.full(len(keep), i, dtype=np.int64))
         cols.append(keep)
     return _mask(rows, cols, (len(users), history.shape[1]))

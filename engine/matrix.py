@@ -181,10 +181,19 @@ class PurchaseHistory:
 
         Two lines of one basket (one moment) are one purchase: such an item is not repeated.
         """
+        items, due = self._due_mask(user, now)
+        return items[due]
+
+    def not_due(self, user: int, now: float) -> np.ndarray:
+        """Items of ``user`` bought and not (yet) due again: what serving leaves out."""
+        items, due = self._due_mask(user, now)
+        return items[~due]
+
+    def _due_mask(self, user: int, now: float) -> tuple[np.ndarray, np.ndarray]:
         lo, hi = self.counts.indptr[user], self.counts.indptr[user + 1]
         count = self.counts.data[lo:hi]
         last = self.last_time.data[lo:hi]
         first = self.first_time.data[lo:hi]
         repeated = (count >= 2) & (last > first)
         interval = np.divide(last - first, count - 1, out=np.zeros_like(last), where=repeated)
-        return self.counts.indices[lo:hi][repeated & (now - last >= interval)]
+        return self.counts.indices[lo:hi], repeated & (now - last >= interval)

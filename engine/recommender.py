@@ -278,10 +278,8 @@ class Recommender:
         model = self.model
         allowed = self._available(unavailable)
         if row is not None:
-            bought = model.scorer.history.items_of(row)
-            allowed[bought] = False
-            allowed[model.scorer.history.due(row, now)] = True  # buy-again: due items return
-            allowed &= self._available(unavailable)
+            # Past purchases are left out until due again (buy-again).
+            allowed[model.scorer.history.not_due(row, now)] = False
         if profile.bought:
             allowed[_known(model, profile.bought)] = False
         if context is not None:

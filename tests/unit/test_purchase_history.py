@@ -126,3 +126,12 @@ def test_two_lines_of_one_basket_are_one_purchase_never_due(history: PurchaseHis
     assert history.counts[USERS.index("u1"), ITEMS.index("d")] == 2
     for day in (4, 5, 100):
         assert "d" not in _due(history, "u1", day)
+
+
+@pytest.mark.parametrize("day", [0, 5, 12, 40, 400])
+def test_not_due_is_the_rest_of_what_the_user_bought(history: PurchaseHistory, day: float) -> None:
+    for user in range(len(USERS)):
+        due = set(history.due(user, _at(day)).tolist())
+        not_due = set(history.not_due(user, _at(day)).tolist())
+        assert not due & not_due
+        assert due | not_due == set(history.items_of(user).tolist())
