@@ -52,7 +52,7 @@ import numpy as np
 
 from benchmarks import loadgen
 from benchmarks.fixtures import retail_model, tiled_catalog, write_json
-from benchmarks.loadgen import Case, get, load, post_json
+from benchmarks.loadgen import Case, get, load, paced, post_json
 from benchmarks.servers import (
     HOST,
     engine_server,
@@ -75,19 +75,28 @@ class LoadSpec:
     warmup: int = 200
     concurrency: int = 8
     max_seconds: float = 60.0
+    # The fixed traffic of the open-loop latency run (the same for the floor and every case).
+    rate: float = 400.0
 
 
 QUICK = LoadSpec(requests=400, warmup=50, max_seconds=20.0)
 
 
 def measure(port: int, cases: dict[str, Case], spec: LoadSpec) -> dict[str, dict[str, Any]]:
+    """Per case: capacity (closed loop, ``concurrency`` in flight), then latency at
+    ``spec.rate`` requests per second (open loop, :func:`benchmarks.loadgen.paced`)."""
+
     async def all_cases() -> dict[str, dict[str, Any]]:
         results = {}
         for name, case in cases.items():
             deadline = time.monotonic() + spec.max_seconds
-            # Warm-up numbers follow the measured ones, so neither reuses the other's visitors.
+            # Request numbers never repeat across the three runs, so none reuses a visitor.
             await load(HOST, port, case, spec.warmup, spec.concurrency, deadline, spec.requests)
             results[name] = await load(HOST, port, case, spec.requests, spec.concurrency, deadline)
+            at_rate = await paced(HOST, port, case, spec.requests, spec.rate, spec.concurrency,
+                                  time.monotonic() + spec.max_seconds,
+                                  spec.requests + spec.warmup)  # fmt: skip
+            results[name]["paced"] = at_rate
         return results
 
     return dict(loadgen.run(all_cases()))
@@ -107,7 +116,7 @@ def engine_cases(port: int, customers: list[str], spec: LoadSpec) -> dict[str, C
     with urllib.request.urlopen(f"http://{HOST}:{port}/v1/trending?k=50", timeout=10) as reply:
         items = [item["item_id"] for item in json.load(reply)["items"]]
     rng = np.random.default_rng(0)
-    visitors = spec.requests + spec.warmup
+    visitors = 2 * spec.requests + spec.warmup  # the capacity, warm-up and paced runs'
     sessions = {
         size: [list(rng.choice(items, size, replace=False)) for _ in range(visitors)]
         for size in SESSION_SIZES
@@ -151,6 +160,10 @@ def compare(rows: list[dict[str, Any]]) -> None:
         if row["server"] != "floor" and floor is not None:
             row["throughput_vs_floor"] = row["throughput_rps"] / floor["throughput_rps"]
             row["p99_minus_floor_ms"] = row["p99_ms"] - floor["p99_ms"]
+            if "paced" in row and "paced" in floor:
+                row["paced"]["p99_minus_floor_ms"] = (
+                    row["paced"]["p99_ms"] - floor["paced"]["p99_ms"]
+                )
 
 
 def run(
@@ -218,13 +231,18 @@ def print_table(result: dict[str, Any]) -> None:
           f"{load_['concurrency']} in flight, {result['machine']['cpus']} cpus shared by client "
           "and server")  # fmt: skip
     print(f"{'server':<18} {'w':>1} {'case':<30} {'n':>5} {'p50 ms':>7} {'p90 ms':>7} "
-          f"{'p99 ms':>7} {'req/s':>7} {'errors':>6} {'x floor':>7} {'p99 +ms':>7}")  # fmt: skip
+          f"{'p99 ms':>7} {'req/s':>7} {'errors':>6} {'x floor':>7} {'p99 +ms':>7} "
+          f"| at {load_['rate']:.0f}/s: {'p50 ms':>7} {'p99 ms':>7} {'p99 +ms':>7}")  # fmt: skip
     for row in result["cases"]:
         ratio = f"{row['throughput_vs_floor']:7.2f}" if "throughput_vs_floor" in row else " " * 7
-        extra = f"{row['p99_minus_floor_ms']:+7.2f}" if "p99_minus_floor_ms" in row else ""
+        extra = f"{row['p99_minus_floor_ms']:+7.2f}" if "p99_minus_floor_ms" in row else " " * 7
+        at = row.get("paced", {})
+        at_extra = f"{at['p99_minus_floor_ms']:+7.2f}" if "p99_minus_floor_ms" in at else ""
+        at_text = f"{at['p50_ms']:7.2f} {at['p99_ms']:7.2f} {at_extra}" if at else ""
         print(f"{row['server']:<18} {row['workers']:>1} {row['case']:<30} {row['requests']:>5} "
               f"{row['p50_ms']:7.2f} {row['p90_ms']:7.2f} {row['p99_ms']:7.2f} "
-              f"{row['throughput_rps']:7.0f} {row['errors']:>6} {ratio} {extra}")  # fmt: skip
+              f"{row['throughput_rps']:7.0f} {row['errors']:>6} {ratio} {extra} "
+              f"| {' ' * 12}{at_text}")  # fmt: skip
         if row["errors"]:
             print(f"        errors: {row['error_kinds']}")
 

@@ -122,15 +122,73 @@ async def load(
 
     start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return _summary(latencies[recorded:], time.perf_counter() - start, errors)
+
+
+async def paced(
+    host: str,
+    port: int,
+    case: Case,
+    n: int,
+    rate: float,
+    connections: int,
+    deadline: float,
+    first: int = 0,
+) -> dict[str, Any]:
+    """Open loop: request ``first + j`` is due at ``start + j / rate`` whatever the earlier
+    answers did, and its latency counts from when it was due, so a stalled server is charged for
+    the requests it kept waiting (no coordinated omission). A due request waits for a free one of
+    ``connections`` keep-alive connections.
+
+    A closed loop at saturation (:func:`load`) measures capacity; its latency is mostly the
+    queue of the requests in flight (p99 about concurrency x service time). This measures the
+    latency a page sees at a given traffic.
+    """
+    latencies: list[float] = []
+    errors: Counter[str] = Counter()
+    pool: asyncio.Queue[Connection] = asyncio.Queue()
+    for _ in range(connections):
+        pool.put_nowait(await Connection.open(host, port))
+
+    async def one(i: int, due: float) -> None:
+        connection = await pool.get()
+        try:
+            response = await connection.send(case(i))
+        except (OSError, asyncio.IncompleteReadError) as exc:
+            errors[type(exc).__name__] += 1
+            await connection.close()
+            connection = await Connection.open(host, port)
+        else:
+            latencies.append(time.perf_counter() - due)
+            if not 200 <= response.status < 300:
+                errors[str(response.status)] += 1
+        finally:
+            pool.put_nowait(connection)
+
+    tasks = []
+    start = time.perf_counter()
+    for j in range(n):
+        due = start + j / rate
+        if due > time.perf_counter():
+            await asyncio.sleep(due - time.perf_counter())
+        if time.monotonic() > deadline:
+            break
+        tasks.append(asyncio.create_task(one(first + j, due)))
+    await asyncio.gather(*tasks)
     wall = time.perf_counter() - start
-    mine = latencies[recorded:]
-    ms = np.array(mine or [np.nan]) * 1e3
+    while not pool.empty():
+        await pool.get_nowait().close()
+    return {**_summary(latencies, wall, errors), "rate_rps": rate}
+
+
+def _summary(latencies: list[float], wall: float, errors: Counter[str]) -> dict[str, Any]:
+    ms = np.array(latencies or [np.nan]) * 1e3
     return {
-        "requests": len(mine),
+        "requests": len(latencies),
         "p50_ms": float(np.percentile(ms, 50)),
         "p90_ms": float(np.percentile(ms, 90)),
         "p99_ms": float(np.percentile(ms, 99)),
-        "throughput_rps": len(mine) / wall,
+        "throughput_rps": len(latencies) / wall,
         "errors": sum(errors.values()),
         "error_kinds": dict(errors),
     }
