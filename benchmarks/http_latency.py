@@ -1,7 +1,7 @@
 """Request latency over HTTP on loopback: the engine's routes against a bare FastAPI floor.
 
     python -m benchmarks.http_latency [--quick] [--models DIR] [--requests N]
-        [--concurrency C] [--warmup W] [--max-seconds S] [--no-large] [--json OUT]
+        [--concurrency C] [--warmup W] [--max-seconds S] [--rate R] [--no-large] [--json OUT]
 
 Trains the default model on the shared Online Retail log when ``--models`` is not given. Starts,
 one at a time, each on a free 127.0.0.1 port and always stopped at the end:
@@ -256,6 +256,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, help="warm-up requests per case (200)")
     parser.add_argument("--concurrency", type=int, help="requests in flight (8)")
     parser.add_argument("--max-seconds", type=float, help="time limit per case (60)")
+    parser.add_argument("--rate", type=float, help="req/s of the open-loop latency run (400)")
     parser.add_argument("--no-large", action="store_true", help="skip the 100k-item catalog")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
