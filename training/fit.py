@@ -20,9 +20,10 @@ from engine.matrix import (
 from engine.models import FactorScorer, ItemKnnScorer, RepeatAwareScorer
 from training.params import FactorParams, KnnParams, ModelParams
 
-# ALS sweeps from warm-started factors: the added weeks move the factors little (measured on
-# Online Retail: see fit_repeat_aware).
-WARM_START_ITERATIONS = 5
+# ALS sweeps from warm-started factors: the added weeks move the factors little. Measured on
+# Online Retail (ndcg@10 of the default model, mean over seeds 0-3): 0.3780 after 5 sweeps,
+# 0.3776 after 3, 0.3770 after 2; seeds alone move it by 0.002.
+WARM_START_ITERATIONS = 3
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import pytest
 import scipy.sparse as sp
 
 import training.evaluate as evaluate_module
+import training.fusion as fusion_module
 from engine.matrix import SECONDS_PER_DAY, InteractionMatrix, Interactions, PurchaseHistory
 from engine.models import FEATURES, FactorScorer, RepeatAwareScorer
 from engine.scoring import top_k
@@ -247,6 +248,22 @@ def test_fit_weights_is_deterministic_for_a_seed() -> None:
     bought = _as_matrix(top_k(scorer.factors.score(users, AS_OF), 3), scorer.n_items)
     first = fit_weights(scorer, users, bought, as_of=AS_OF, params=PARAMS)
     assert fit_weights(scorer, users, bought, as_of=AS_OF, params=PARAMS) == first
+
+
+def test_fit_weights_beyond_the_customer_cap_fits_a_seeded_sample(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    scorer = _planted(np.random.default_rng(11))
+    users = np.arange(60)
+    bought = _as_matrix(top_k(scorer.factors.score(users, AS_OF), 3), scorer.n_items)
+    whole = fit_weights(scorer, users, bought, as_of=AS_OF, params=PARAMS)
+    monkeypatch.setattr(fusion_module, "MAX_VALIDATION_CUSTOMERS", 40)
+    sampled = fit_weights(scorer, users, bought, as_of=AS_OF, params=PARAMS)
+    # A sample: other weights than all 60 customers give, the same ones for the same seed, and
+    # still the planted signal.
+    assert sampled != whole
+    assert fit_weights(scorer, users, bought, as_of=AS_OF, params=PARAMS) == sampled
+    assert sampled["factor_score"] > 0
 
 
 def test_pair_features_are_the_scorers_features_at_those_pairs() -> None:
