@@ -16,6 +16,8 @@ from engine.matrix import (
     InteractionMatrix,
     Interactions,
     PurchaseHistory,
+    Weighting,
+    weigh,
 )
 from engine.models import FactorScorer, ItemKnnScorer, RepeatAwareScorer
 from training.params import FactorParams, KnnParams, ModelParams
@@ -61,9 +63,7 @@ def fit_signals(
     history = PurchaseHistory.from_interactions(events)
     popularity = _distinct_customers(history.counts)
     trend_start = as_of - params.fusion.trend_days * SECONDS_PER_DAY
-    trending = _distinct_customers(
-        PurchaseHistory.from_interactions(events.between(trend_start, as_of)).counts
-    )
+    trending = _distinct_customers(weigh(events.between(trend_start, as_of), Weighting.COUNT))
     matrix = InteractionMatrix.from_interactions(events, params.factors.weighting, as_of=as_of)
     factors = fit_factors(
         matrix,
