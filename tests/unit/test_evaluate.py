@@ -331,6 +331,17 @@ def test_signals_fit_when_nothing_sold_in_the_trend_window() -> None:
     assert signals.popularity.sum() == signals.history.counts.nnz
 
 
+def test_trending_counts_distinct_customers_inside_the_trend_window() -> None:
+    # Item 0: customer 0 twice and customer 1 inside the 30 days, customer 2 before them;
+    # item 1: customer 2 inside; item 2: only before the window.
+    rows = [(2, 0, 1.0), (0, 2, 2.0), (0, 0, 40.0), (0, 0, 41.0), (1, 0, 45.0), (2, 1, 50.0)]
+    events = _events(3, 3, rows)
+    params = ModelParams(factors=FactorParams(factors=4, iterations=2), fusion=FusionParams())
+    signals = fit_signals(events, params, as_of=T0 + 60 * DAY, threads=1)
+    assert signals.trending.tolist() == [2.0, 1.0, 0.0]
+    assert signals.popularity.tolist() == [3.0, 1.0, 1.0]
+
+
 def test_warm_started_als_continues_from_the_given_factors() -> None:
     rng = np.random.default_rng(6)
     rows = [(u, int(i), float(d)) for u in range(20) for i, d in zip(
