@@ -17,7 +17,10 @@ Parquet in a cache folder and reused. Every measurement runs in a fresh process,
 * ``evaluate``: ``evaluate`` (hold-out fit of the model and the four baselines, scoring);
   reading the log is not timed.
 
-Each case process is killed after ``--timeout`` seconds and reported as timed out.
+Next to wall seconds, ``cpu_seconds`` (all threads of the step's process, over the timed parts of
+``direct`` and ``train``) gives a ratio a host busy with other work distorts less: wall time then
+measures the scheduler as much as the work. Each case process is killed after ``--timeout``
+seconds and reported as timed out.
 """
 
 from __future__ import annotations
@@ -95,6 +98,7 @@ def _case(path: Path, fmt: str, repeat: int, timeout: float) -> dict[str, Any]:
             "fit / fit_direct": t["fit"] / d["fit_direct"],
             "read+train / read_direct+fit_direct": (t["read"] + t["train"])
             / (d["read_direct"] + d["fit_direct"]),
+            "cpu read+train / cpu direct": train["cpu_seconds"] / direct["cpu_seconds"],
             "peak train / peak direct": train["peak_rss_mb"] / direct["peak_rss_mb"],
         }
     return out
@@ -109,6 +113,8 @@ def _merge(measured: list[dict[str, Any]]) -> dict[str, Any]:
     merged["seconds"] = {
         key: statistics.median(m["seconds"][key] for m in measured) for key in merged["seconds"]
     }
+    if "cpu_seconds" in merged:
+        merged["cpu_seconds"] = statistics.median(m["cpu_seconds"] for m in measured)
     merged["peak_rss_mb"] = max(m["peak_rss_mb"] for m in measured)
     return merged
 
@@ -158,9 +164,9 @@ def _step(step: str, path: Path, fmt_name: str) -> dict[str, Any]:
 
     if step == "direct":
         return _direct(path, fmt_name)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     log = read_purchase_log(path, PRESETS[fmt_name])
-    read = time.perf_counter() - start
+    read, cpu_read = time.perf_counter() - start, time.process_time() - cpu
     if step == "matrix":
         _save_matrix(log, _matrix_path(path))
         return {}
@@ -169,11 +175,16 @@ def _step(step: str, path: Path, fmt_name: str) -> dict[str, Any]:
     if step == "train":
         from training.pipeline import train_model
 
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         with tempfile.TemporaryDirectory() as tmp:
             result = train_model(log, ModelParams(), models_dir=Path(tmp), run_evaluation=False)
         seconds = {"read": read, "train": time.perf_counter() - start, **result.seconds}
-        return {"rows": log.report.rows_read, "seconds": seconds, "peak_rss_mb": _peak_rss_mb()}
+        return {
+            "rows": log.report.rows_read,
+            "seconds": seconds,
+            "cpu_seconds": cpu_read + time.process_time() - cpu,
+            "peak_rss_mb": _peak_rss_mb(),
+        }
     from training.dataset import interactions_from_table
     from training.evaluate import evaluate
 
@@ -213,13 +224,14 @@ def _direct(path: Path, fmt_name: str) -> dict[str, Any]:
 
     from training.params import ModelParams
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     table = pq.read_table(path) if path.suffix == ".parquet" else pacsv.read_csv(path)
     read_direct = time.perf_counter() - start
+    cpu_read = time.process_time() - cpu
     del table
     user_items = sp.load_npz(_matrix_path(path)).tocsr()
     params = ModelParams().factors
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     with threadpool_limits(1, "blas"):
         model = AlternatingLeastSquares(
             factors=params.factors,
@@ -230,6 +242,7 @@ def _direct(path: Path, fmt_name: str) -> dict[str, Any]:
         model.fit(user_items, show_progress=False)
     return {
         "seconds": {"read_direct": read_direct, "fit_direct": time.perf_counter() - start},
+        "cpu_seconds": cpu_read + time.process_time() - cpu,
         "matrix": {
             "users": user_items.shape[0],
             "items": user_items.shape[1],

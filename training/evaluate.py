@@ -110,7 +110,8 @@ def score_holdout(
     new.eliminate_zeros()
     has_new = np.diff(new.indptr) > 0
     top_all = _rank(scorer, split.users, split.cut, k, lambda rows: None)
-    top_new = _rank(scorer, split.users[has_new], split.cut, k, lambda rows: seen[has_new][rows])
+    seen_new = seen[has_new]  # once: a row selection of the whole matrix per block is quadratic
+    top_new = _rank(scorer, split.users[has_new], split.cut, k, lambda rows: seen_new[rows])
     metrics = ranking_metrics(top_all, truth, scorer.n_items)
     metrics_new = ranking_metrics(top_new, new[has_new], scorer.n_items)
     return {**metrics, **{f"{name}_new": value for name, value in metrics_new.items()}}

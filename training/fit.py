@@ -16,13 +16,16 @@ from engine.matrix import (
     InteractionMatrix,
     Interactions,
     PurchaseHistory,
+    Weighting,
+    weigh,
 )
 from engine.models import FactorScorer, ItemKnnScorer, RepeatAwareScorer
 from training.params import FactorParams, KnnParams, ModelParams
 
-# ALS sweeps from warm-started factors: the added weeks move the factors little (measured on
-# Online Retail: see fit_repeat_aware).
-WARM_START_ITERATIONS = 5
+# ALS sweeps from warm-started factors: the added weeks move the factors little. Measured on
+# Online Retail (ndcg@10 of the default model, mean over seeds 0-3): 0.3780 after 5 sweeps,
+# 0.3776 after 3, 0.3770 after 2; seeds alone move it by 0.002.
+WARM_START_ITERATIONS = 3
 
 
 @dataclass(frozen=True)
@@ -60,9 +63,7 @@ def fit_signals(
     history = PurchaseHistory.from_interactions(events)
     popularity = _distinct_customers(history.counts)
     trend_start = as_of - params.fusion.trend_days * SECONDS_PER_DAY
-    trending = _distinct_customers(
-        PurchaseHistory.from_interactions(events.between(trend_start, as_of)).counts
-    )
+    trending = _distinct_customers(weigh(events.between(trend_start, as_of), Weighting.COUNT))
     matrix = InteractionMatrix.from_interactions(events, params.factors.weighting, as_of=as_of)
     factors = fit_factors(
         matrix,

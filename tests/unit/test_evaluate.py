@@ -10,6 +10,7 @@ import pytest
 import scipy.sparse as sp
 
 import training.evaluate as evaluate_module
+import training.fusion as fusion_module
 from engine.matrix import SECONDS_PER_DAY, InteractionMatrix, Interactions, PurchaseHistory
 from engine.models import FEATURES, FactorScorer, RepeatAwareScorer
 from engine.scoring import top_k
@@ -249,6 +250,22 @@ def test_fit_weights_is_deterministic_for_a_seed() -> None:
     assert fit_weights(scorer, users, bought, as_of=AS_OF, params=PARAMS) == first
 
 
+def test_fit_weights_beyond_the_customer_cap_fits_a_seeded_sample(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    scorer = _planted(np.random.default_rng(11))
+    users = np.arange(60)
+    bought = _as_matrix(top_k(scorer.factors.score(users, AS_OF), 3), scorer.n_items)
+    whole = fit_weights(scorer, users, bought, as_of=AS_OF, params=PARAMS)
+    monkeypatch.setattr(fusion_module, "MAX_VALIDATION_CUSTOMERS", 40)
+    sampled = fit_weights(scorer, users, bought, as_of=AS_OF, params=PARAMS)
+    # A sample: other weights than all 60 customers give, the same ones for the same seed, and
+    # still the planted signal.
+    assert sampled != whole
+    assert fit_weights(scorer, users, bought, as_of=AS_OF, params=PARAMS) == sampled
+    assert sampled["factor_score"] > 0
+
+
 def test_pair_features_are_the_scorers_features_at_those_pairs() -> None:
     # fit_weights computes features per sampled pair; serving computes them per user x catalog
     # block: both must give the same values, or the weights would be fitted on other features.
@@ -312,6 +329,17 @@ def test_signals_fit_when_nothing_sold_in_the_trend_window() -> None:
     signals = fit_signals(events, params, as_of=T0 + 60 * DAY, threads=1)
     assert signals.trending.tolist() == [0.0] * 8
     assert signals.popularity.sum() == signals.history.counts.nnz
+
+
+def test_trending_counts_distinct_customers_inside_the_trend_window() -> None:
+    # Item 0: customer 0 twice and customer 1 inside the 30 days, customer 2 before them;
+    # item 1: customer 2 inside; item 2: only before the window.
+    rows = [(2, 0, 1.0), (0, 2, 2.0), (0, 0, 40.0), (0, 0, 41.0), (1, 0, 45.0), (2, 1, 50.0)]
+    events = _events(3, 3, rows)
+    params = ModelParams(factors=FactorParams(factors=4, iterations=2), fusion=FusionParams())
+    signals = fit_signals(events, params, as_of=T0 + 60 * DAY, threads=1)
+    assert signals.trending.tolist() == [2.0, 1.0, 0.0]
+    assert signals.popularity.tolist() == [3.0, 1.0, 1.0]
 
 
 def test_warm_started_als_continues_from_the_given_factors() -> None:
