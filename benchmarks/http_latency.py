@@ -25,8 +25,14 @@ runs out). Cases, per engine server:
   ``GET /v1/trending?k=50``, a different visitor each request); a known customer (no session);
 * ``POST /v1/events``: one click event, a fresh event id each request.
 
-Reported per case: p50, p90 and p99 latency, throughput, errors (non-2xx or exceptions) and the
-throughput ratio and p99 difference against the floor of the same method and worker count.
+Each case is loaded twice: for capacity, closed loop (``--concurrency`` requests always in
+flight, as fast as the server answers), and for latency, open loop at a fixed ``--rate`` (the same
+traffic for the floor and every case; each request timed from when it was due, so a stall is
+charged to every request it delays). At saturation a request's latency is mostly its wait behind
+the others in flight (p99 about concurrency x service time), so it restates capacity; the
+fixed-rate run is the latency a page sees. Reported per case and run: p50, p90 and p99 latency,
+throughput, errors (non-2xx or exceptions), and against the floor of the same method and worker
+count the throughput ratio and the p99 difference.
 Client and server share the machine's cores (2 on the reference machine), so the client's own
 CPU time is in every figure: absolute numbers are pessimistic; the ratios are what to compare.
 """
