@@ -108,7 +108,7 @@ def floor_commands(client: redis.Redis, limits: StoreLimits) -> dict[str, list[s
     bucket = int(time.time() // limits.trending_bucket_seconds)
     global_sha = str(client.script_load(_script("record_global.lua")))
     visitor_sha = str(client.script_load(_script("record_visitor.lua")))
-    global_keys = [keys.seen(event_id), keys.stream, keys.trending(bucket)]
+    global_keys = [keys.seen(0, event_id), keys.stream(0), keys.trending(0, bucket)]
     global_args = [str(limits.idempotency_ttl_seconds), str(limits.stream_max_events),
                    str(limits.trending_buckets * limits.trending_bucket_seconds),
                    event_id, rand, "", rand, "view", ts]  # fmt: skip
