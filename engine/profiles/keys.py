@@ -3,13 +3,14 @@
 Per-visitor keys carry the hash tag ``{v:<visitor>}``: one visitor's keys share a Redis Cluster
 slot, so one Lua script may touch them all, and visitors spread over every slot.
 
-Global keys are sharded by item over ``shards`` hash tags, ``{g:0}`` .. ``{g:N-1}`` (just ``{g}``
-when N = 1, the single-server default). An event's idempotency marker, its stream entry and its
-trending count all live in the shard of its item (``crc32(item_id) % N``), so the script that
-records them stays in one slot and is atomic; on a cluster the shards spread the stream and
-trending writes, which would make one key hot, over the masters. Every count of one item is in
-one shard, so the global top trending items are exactly the merge of each shard's top. The
-unavailable-items set stays in ``{g}``: it is written rarely and read whole.
+Global keys are sharded by item over ``shards`` hash tags, ``{g:0}`` .. ``{g:N-1}`` (just
+``{g}`` when N = 1, the single-server default). An event's id (in the set of the ids seen in its
+idempotency window), its stream entry and its trending count all live in the shard of its item
+(``crc32(item_id) % N``), so the script that records them keeps to one slot and is atomic; on a
+cluster the shards spread the stream and trending writes, which would make one key hot, over
+the masters. All counts of one item are in one shard, so the top trending items are exactly the
+merge of each shard's top. The unavailable-items set stays in ``{g}``: written rarely, read
+whole.
 Ids are validated before they become part of a key (see :data:`~engine.profiles.base.ID_PATTERN`),
 so no id can escape its hash tag or the prefix.
 """
@@ -94,9 +95,10 @@ class Keys:
         """The global shard of an item's events (stable across processes and restarts)."""
         return zlib.crc32(item_id.encode()) % self.shards
 
-    def seen(self, shard: int, event_id: str) -> str:
-        """Idempotency marker of one event id (``SET NX EX``), in its item's shard."""
-        return f"{self._shard_bases[shard]}seen:{_checked('event_id', event_id)}"
+    def seen(self, shard: int, window: int) -> str:
+        """Set of the event ids one shard recorded in one idempotency window
+        (epoch seconds // idempotency TTL); see record_global.lua."""
+        return f"{self._shard_bases[shard]}seen:{int(window)}"
 
     def stream(self, shard: int) -> str:
         """One shard's durable event stream (``XADD MAXLEN ~``)."""

@@ -260,15 +260,24 @@ class RedisProfileStore:
 
     # --- writes ---------------------------------------------------------------------------------
 
+    def _window(self) -> int:
+        """The current idempotency window (see record_global.lua)."""
+        return int(self._clock() // self._limits.idempotency_ttl_seconds)
+
+    def _seen_sets(self, shard: int, window: int) -> list[str]:
+        """A shard's seen-id sets: the window's, the previous one's, the one before."""
+        return [self._keys.seen(shard, window - back) for back in range(3)]
+
     def _global_call(
-        self, shard: int, events: Sequence[Event], bucket: int
+        self, shard: int, events: Sequence[Event], bucket: int, window: int
     ) -> tuple[AsyncScript, list[str], list[str]]:
         """One shard's events for one call of the global script (every key in the shard)."""
         limits, keys = self._limits, self._keys
-        names = [keys.seen(shard, event.event_id) for event in events]
+        names = self._seen_sets(shard, window)
         names += [keys.stream(shard), keys.trending(shard, bucket)]
         args = [
-            str(limits.idempotency_ttl_seconds),
+            # The set is checked through the next window; one more is the unlinking's slack.
+            str(int((window + 3) * limits.idempotency_ttl_seconds - self._clock())),
             # MAXLEN is per stream: the shards share the cap.
             str(-(-limits.stream_max_events // keys.shards)),
             # A bucket is summed for trending_buckets widths after it starts; each write
@@ -286,6 +295,7 @@ class RedisProfileStore:
         """The global script calls of a batch: each shard's events in calls of at most
         EVENTS_PER_CALL; with the order in which their verdicts come back (event positions)."""
         bucket = int(self._clock() // self._limits.trending_bucket_seconds)
+        window = self._window()
         by_shard: dict[int, list[int]] = {}
         for position, event in enumerate(events):
             by_shard.setdefault(self._keys.shard(event.item_id), []).append(position)
@@ -294,7 +304,7 @@ class RedisProfileStore:
         for shard, positions in by_shard.items():
             for i in range(0, len(positions), step):
                 part = positions[i : i + step]
-                calls.append(self._global_call(shard, [events[p] for p in part], bucket))
+                calls.append(self._global_call(shard, [events[p] for p in part], bucket, window))
                 order += part
         return calls, order
 
@@ -449,9 +459,9 @@ class RedisProfileStore:
         """Delete the visitor's keys by name (UNLINK frees memory off the main thread), then
         their entries in every event stream and those events' idempotency markers.
 
-        Each stream is walked a page at a time by a script (Redis is never blocked for long):
-        about 1,000 round trips for a million events in all. The markers are in the stream's
-        shard, so their UNLINK keeps to one slot.
+        Each stream is walked a page at a time by a script that also forgets the deleted events'
+        ids (Redis is never blocked for long): about 1,000 round trips for a million events in
+        all.
         """
         keys = self._keys.visitor_keys(visitor_id)
         with _unavailable("erase"):
@@ -461,13 +471,12 @@ class RedisProfileStore:
         return deleted
 
     async def _erase_shard(self, shard: int, visitor_id: str) -> None:
-        stream, start = self._keys.stream(shard), "-"
+        keys = [self._keys.stream(shard), *self._seen_sets(shard, self._window())]
+        start = "-"
         while True:
-            ((scanned, last, *event_ids),) = await self._run(
-                [(self._erase_events, [stream], [visitor_id, start, str(ERASE_PAGE)])]
+            ((scanned, last),) = await self._run(
+                [(self._erase_events, keys, [visitor_id, start, str(ERASE_PAGE)])]
             )
-            if event_ids:
-                await self._redis.unlink(*(self._keys.seen(shard, _text(e)) for e in event_ids))
             if int(scanned) < ERASE_PAGE:
                 return
             start = f"({_text(last)}"

@@ -531,14 +531,37 @@ async def test_erase_removes_the_visitors_events_and_their_ids(
     if harness.kind == "redis":
         keys = harness.keys
         assert harness.redis is not None and keys is not None
-        markers = [k async for k in harness.redis.scan_iter(match=keys.global_match())
-                   if ":seen:" in k]  # fmt: skip
-        assert sorted(markers) == sorted(keys.seen(keys.shard(e.item_id), e.event_id)
-                                         for e in theirs)  # fmt: skip
+        assert sorted(await _seen_ids(harness)) == sorted(e.event_id for e in theirs)
     # Forgotten, not just hidden: the same ids are new again; the other visitor's are not.
     assert await store.record([mine[0], theirs[0]]) == [True, False]
     assert await store.erase("v3") == 0  # nothing of theirs: nothing changes
     assert len(await store.events(100)) == 4
+
+
+async def _seen_ids(harness: Harness) -> list[str]:
+    """Every event id in the server's seen-id sets (every shard, every window)."""
+    assert harness.redis is not None and harness.keys is not None
+    sets = [k async for k in harness.redis.scan_iter(match=harness.keys.global_match())
+            if ":seen:" in k]  # fmt: skip
+    return [event_id for key in sets for event_id in await harness.redis.smembers(key)]
+
+
+async def test_event_ids_are_remembered_for_the_idempotency_ttl(harness: Harness) -> None:
+    """At least idempotency_ttl_seconds; Redis forgets an id within twice that (its windows)."""
+    store = await harness.store()
+    event = ev("i1")
+    assert await store.record([event]) == [True]
+    harness.clock.advance(LIMITS.idempotency_ttl_seconds - 1)
+    assert await store.record([event]) == [False]
+    harness.clock.advance(LIMITS.idempotency_ttl_seconds + 2)
+    assert await store.record([event]) == [True]
+    assert await store.record([event, ev("i2")]) == [False, True]
+    if harness.kind == "redis":
+        assert sorted(await _seen_ids(harness)) == sorted([event.event_id, _last_id()])
+
+
+def _last_id() -> str:
+    return f"e{_seq}"
 
 
 async def test_invalid_ids_are_rejected(harness: Harness) -> None:
@@ -636,6 +659,17 @@ async def test_redis_recent_entries_are_compact(redis_parts: RedisParts) -> None
     assert await raw.llen(keys.recent("v1")) == 2
 
 
+async def test_redis_recent_list_is_trimmed_past_half_again_the_cap(
+    redis_parts: RedisParts,
+) -> None:
+    keys, store, raw = redis_parts.keys, redis_parts.store, redis_parts.raw
+    cap = LIMITS.recent_events
+    for n in range(4 * cap):
+        await store.record([ev(f"i{n}")])
+        assert await raw.llen(keys.recent("v1")) <= cap + -(-cap // 2)
+    assert len((await store.profile("v1")).recent) == cap
+
+
 async def test_redis_ttl_refreshed_once_run_down(redis_parts: RedisParts) -> None:
     """An active visitor's keys skip the EXPIREs until a thirtieth of the TTL has passed."""
     keys, store, raw = redis_parts.keys, redis_parts.store, redis_parts.raw
@@ -668,9 +702,9 @@ async def test_redis_every_key_has_a_ttl_or_a_bound(redis_parts: RedisParts) -> 
 
     bounded = {keys.stream(0), keys.unavailable}  # MAXLEN ~ / the size of the catalog
     written = [k async for k in raw.scan_iter(match=f"{keys.prefix}*")]
-    # v1: recent, profile, bought; v2: recent, profile; 2 id markers; stream, bucket,
+    # v1: recent, profile, bought; v2: recent, profile; the window's seen ids; stream, bucket,
     # trending union, unavailable.
-    assert len(written) == 11
+    assert len(written) == 10
     for key in written:
         if key not in bounded:
             assert await raw.ttl(key) > 0, key
