@@ -215,3 +215,32 @@ def running_cluster(directory: Path, masters: int = 3) -> Iterator[list[RedisSer
     finally:
         for node in nodes:
             node.stop()
+
+
+@contextmanager
+def running_sentinel(directory: Path, master_port: int, name: str) -> Iterator[int]:
+    """A Redis Sentinel (``redis-server <conf> --sentinel``) watching the master on
+    ``master_port`` as ``name``; yields its port and stops it on exit."""
+    directory.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    config = directory / "sentinel.conf"  # Sentinel rewrites its file, so it needs one
+    config.write_text(
+        f"port {port}\nbind 127.0.0.1\ndir {directory}\n"
+        f"sentinel monitor {name} 127.0.0.1 {master_port} 1\n"
+    )
+    process = subprocess.Popen(
+        [redis_server_binary(), str(config), "--sentinel", "--logfile", str(directory / "log")],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + _START_TIMEOUT_SECONDS
+        while not _pings(port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"redis sentinel on port {port} did not start")
+            time.sleep(0.02)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

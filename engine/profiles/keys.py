@@ -11,6 +11,7 @@ cluster the shards spread the stream and trending writes, which would make one k
 the masters. All counts of one item are in one shard, so the top trending items are exactly the
 merge of each shard's top. The unavailable-items set stays in ``{g}``: written rarely, read
 whole.
+
 Ids are validated before they become part of a key (see :data:`~engine.profiles.base.ID_PATTERN`),
 so no id can escape its hash tag or the prefix.
 """

@@ -180,6 +180,7 @@ class RedisProfileStore:
         self._clock = clock
         self._owns_client = owns_client
         self._cluster = isinstance(client, RedisCluster)  # every script call keeps to one slot
+        self._sentinels: list[Redis] = []  # clients of the sentinels, closed with the store
         # Script objects keep the source and its SHA; they are loaded lazily on NOSCRIPT.
         self._global: AsyncScript = client.register_script(_lua("record_global.lua"))
         self._visitor: AsyncScript = client.register_script(_lua("record_visitor.lua"))
@@ -248,7 +249,9 @@ class RedisProfileStore:
             if k.startswith(("socket_", "ssl")) or k in ("retry", "username", "password")
         }
         sentinel = Sentinel(sentinels, sentinel_kwargs=asking, **options)
-        return cls(sentinel.master_for(master), keys, limits, clock=clock, owns_client=True)
+        store = cls(sentinel.master_for(master), keys, limits, clock=clock, owns_client=True)
+        store._sentinels = sentinel.sentinels
+        return store
 
     @property
     def keys(self) -> Keys:
@@ -600,3 +603,5 @@ class RedisProfileStore:
     async def close(self) -> None:
         if self._owns_client:
             await self._redis.aclose()
+        for sentinel in self._sentinels:
+            await sentinel.aclose()
