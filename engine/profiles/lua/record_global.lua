@@ -7,7 +7,7 @@
 -- is new unless it is in the current or the previous window's set, so it is remembered for
 -- between one and two windows. A set member costs Redis about half of what a key with its own
 -- expiry costs (to write, to keep, and to expire later). The set two windows back is unlinked
--- (freed off the main thread) by the first call of a window; its expiry is only a backstop.
+-- (freed off the main thread) when the window's set is created; its expiry is only a backstop.
 --
 -- KEYS[1]  ids seen in the current window    (p13n:{g}:seen:<window>)
 -- KEYS[2]  ids seen in the previous window   (p13n:{g}:seen:<window - 1>)
@@ -22,25 +22,20 @@
 local seen, previous, stream, bucket = KEYS[1], KEYS[2], KEYS[4], KEYS[5]
 local maxlen = ARGV[2]
 
--- Membership of every id in one command per set, not one per event.
+-- The previous window's membership of every id in one command (zeros if there is no such set).
 local ids = {}
 for a = 4, #ARGV, 6 do
     ids[#ids + 1] = ARGV[a]
 end
-local in_window = redis.call('SMISMEMBER', seen, unpack(ids))
-local in_previous = nil
-if redis.call('EXISTS', previous) == 1 then
-    in_previous = redis.call('SMISMEMBER', previous, unpack(ids))
-end
+local in_previous = redis.call('SMISMEMBER', previous, unpack(ids))
 
-local verdicts, fresh, counts = {}, {}, {}
-local here = {}
+local verdicts, counts = {}, {}
+local any = false
 for i, event_id in ipairs(ids) do
-    if in_window[i] == 1 or here[event_id] or (in_previous and in_previous[i] == 1) then
+    -- SADD answers 0 for an id seen in this window, a repeat within the batch included.
+    if in_previous[i] == 1 or redis.call('SADD', seen, event_id) == 0 then
         verdicts[i] = 0
     else
-        here[event_id] = true
-        fresh[#fresh + 1] = event_id
         local a = 4 + (i - 1) * 6
         local item = ARGV[a + 3]
         redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*',
@@ -48,13 +43,14 @@ for i, event_id in ipairs(ids) do
             'item_id', item, 'type', ARGV[a + 4], 'ts', ARGV[a + 5])
         counts[item] = (counts[item] or 0) + 1
         verdicts[i] = 1
+        any = true
     end
 end
 
-if #fresh > 0 then
-    redis.call('SADD', seen, unpack(fresh))
-    redis.call('EXPIRE', seen, ARGV[1])
-    if redis.call('EXISTS', KEYS[3]) == 1 then
+if any then
+    -- The window's set was just created: give it its expiry, free the one two windows back.
+    if redis.call('TTL', seen) == -1 then
+        redis.call('EXPIRE', seen, ARGV[1])
         redis.call('UNLINK', KEYS[3])
     end
     for item, count in pairs(counts) do
