@@ -1,8 +1,9 @@
 """The production profile store: Redis through redis.asyncio (hiredis parser when installed).
 
 Recording is one round trip per :meth:`RedisProfileStore.record` call, whatever the batch size:
-one pipeline of ``EVALSHA`` calls. The global script takes up to EVENTS_PER_CALL events per call
-(idempotency markers, stream, trending: every global key shares the ``{g}`` hash tag); the visitor
+one pipeline of ``EVALSHA`` calls. The global script takes up to EVENTS_PER_CALL events of one
+global shard per call (seen ids, stream, trending: an event's global keys are in its item's shard,
+see :mod:`engine.profiles.keys`); the visitor
 script takes each visitor's events in order (recent list, counters, bought set, TTLs: a visitor's
 keys share its hash tag), packed several visitors per call on a single server and one visitor per
 call on Redis Cluster, so every call keeps to one slot there. Both scripts are shipped as files
