@@ -19,7 +19,7 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from importlib.resources import files
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import Redis, SSLConnection
 from redis.asyncio.cluster import RedisCluster
@@ -586,13 +586,28 @@ class RedisProfileStore:
     async def persistence(self) -> dict[str, str]:
         """Redis's ``appendonly`` and ``appendfsync`` settings: whether an acknowledged event
         survives a Redis restart. Empty when they cannot be read (Redis down, or CONFIG renamed
-        away, as managed services often do)."""
+        away, as managed services often do). On a cluster, the first master found without the
+        append-only file, else any master: one such master loses its share of the events."""
         try:
-            reply = await self._redis.config_get("append*")
+            replies: list[Any]
+            if not self._cluster:
+                replies = [await self._redis.config_get("append*")]
+            else:
+                by_node = await self._redis.config_get(
+                    "append*", target_nodes=RedisCluster.PRIMARIES
+                )
+                replies = list(cast(dict[str, Any], by_node).values())  # one reply per master
         except (RedisError, OSError):
             return {}
-        settings = {_text(k): _text(v) for k, v in reply.items()}
-        return {k: v for k, v in settings.items() if k in ("appendonly", "appendfsync")}
+        found: list[dict[str, str]] = [
+            {
+                _text(k): _text(v)
+                for k, v in reply.items()
+                if _text(k) in ("appendonly", "appendfsync")
+            }
+            for reply in replies
+        ]
+        return next((f for f in found if f.get("appendonly") == "no"), found[0] if found else {})
 
     async def ping(self) -> bool:
         """True if Redis answers; False instead of raising, for readiness probes."""

@@ -96,9 +96,14 @@ async def test_sentinel_names_the_master(tmp_path: Path) -> None:
 
 
 async def test_cluster_by_setting(redis_cluster_url: str) -> None:
-    await _round_trip(
-        ApiSettings(redis_url=redis_cluster_url, redis_cluster=True, key_prefix="cluster:")
-    )
+    settings = ApiSettings(redis_url=redis_cluster_url, redis_cluster=True, key_prefix="cluster:")
+    await _round_trip(settings)
+    store = build_store(settings)
+    assert isinstance(store, RedisProfileStore)
+    try:  # the test cluster's masters run without the append-only file: the API warns
+        assert (await store.persistence())["appendonly"] == "no"
+    finally:
+        await store.close()
 
 
 def test_deployment_settings_are_checked() -> None:
