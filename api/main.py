@@ -43,7 +43,8 @@ _TAGS = [
 
 
 def build_store(settings: ApiSettings) -> ProfileStore:
-    """Redis when ``redis_url`` is set, else the embedded in-memory store."""
+    """Redis when ``redis_url`` is set (one server, a cluster or through Sentinel), else the
+    embedded in-memory store."""
     limits = StoreLimits(recent_events=settings.recent_events)
     if settings.redis_url is None:
         from engine.profiles.memory import MemoryProfileStore
@@ -52,8 +53,13 @@ def build_store(settings: ApiSettings) -> ProfileStore:
     from engine.profiles.keys import Keys
     from engine.profiles.redis import RedisProfileStore
 
+    keys = Keys(settings.key_prefix, settings.shards)
+    if settings.redis_sentinels:
+        return RedisProfileStore.from_sentinel(
+            settings.sentinel_addresses, settings.redis_url, keys, limits
+        )
     return RedisProfileStore.from_url(
-        settings.redis_url, keys=Keys(settings.key_prefix), limits=limits
+        settings.redis_url, keys, limits, cluster=settings.redis_cluster
     )
 
 

@@ -15,7 +15,9 @@ from pydantic import BeforeValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from engine.profiles import StoreLimits
+from engine.profiles.keys import CLUSTER_SHARDS, MAX_SHARDS
 
+_ADDRESS = re.compile(r"[A-Za-z0-9.-]+:[0-9]{1,5}")
 _ORIGIN = re.compile(r"https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\])(:[0-9]{1,5})?")
 
 
@@ -41,6 +43,23 @@ class ApiSettings(BaseSettings):
         None,
         description="Redis for profiles and events; unset: the embedded in-memory store "
         "(one process only: profiles are not shared between workers and vanish on restart)",
+    )
+    redis_cluster: bool = Field(
+        False,
+        description="the Redis URL names one node of a Redis Cluster; the client finds the rest",
+    )
+    redis_sentinels: Annotated[list[str], NoDecode, BeforeValidator(_comma_separated)] = Field(
+        default_factory=list,
+        description="Redis Sentinel addresses, host:port comma-separated; then the Redis URL's "
+        "host is the master's name (redis[s]://[:password@]<master>[/db])",
+    )
+    redis_shards: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_SHARDS,
+        description="hash tags the global keys (stream, trending, event ids) are spread over; "
+        f"unset: 1, or {CLUSTER_SHARDS} with redis_cluster. Every process of a deployment must "
+        "agree: changing it orphans the old shards' keys",
     )
     key_prefix: str = Field(
         "p13n:",
@@ -101,6 +120,18 @@ class ApiSettings(BaseSettings):
     )
     environment: Literal["development", "production"] = "development"
 
+    @property
+    def shards(self) -> int:
+        """The global keys' shards this deployment uses."""
+        if self.redis_shards is not None:
+            return self.redis_shards
+        return CLUSTER_SHARDS if self.redis_cluster else 1
+
+    @property
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        return [(host, int(port)) for host, _, port in (a.rpartition(":") for a in
+                                                       self.redis_sentinels)]  # fmt: skip
+
     @model_validator(mode="after")
     def _refuse_open_writes_in_production(self) -> Self:
         # With no keys, every write (events, erasure, availability, model reload) is open to
@@ -110,6 +141,13 @@ class ApiSettings(BaseSettings):
                 "PERSONALIZE_API_KEYS is empty: production needs at least one API key "
                 "(writes and admin routes would be open to anyone)"
             )
+        if self.redis_url is None and (self.redis_cluster or self.redis_sentinels):
+            raise ValueError("redis_cluster and redis_sentinels need PERSONALIZE_REDIS_URL")
+        if self.redis_cluster and self.redis_sentinels:
+            raise ValueError("redis_cluster and redis_sentinels exclude each other")
+        for address in self.redis_sentinels:
+            if not _ADDRESS.fullmatch(address):
+                raise ValueError(f"redis_sentinels: {address!r} is not host:port")
         if any(not key.get_secret_value() for key in self.api_keys):
             raise ValueError("api_keys: an API key must not be empty")
         for origin in self.cors_origins:

@@ -108,15 +108,23 @@ def floor_commands(client: redis.Redis, limits: StoreLimits) -> dict[str, list[s
     bucket = int(time.time() // limits.trending_bucket_seconds)
     global_sha = str(client.script_load(_script("record_global.lua")))
     visitor_sha = str(client.script_load(_script("record_visitor.lua")))
-    global_keys = [keys.seen(event_id), keys.stream, keys.trending(bucket)]
-    global_args = [str(limits.idempotency_ttl_seconds), str(limits.stream_max_events),
+    window = int(time.time() // limits.idempotency_ttl_seconds)
+    seen = [keys.seen(0, window - back) for back in range(3)]  # this window's, the two before
+    global_keys = [*seen, keys.stream(0), keys.trending(0, bucket)]
+    global_args = [str(2 * limits.idempotency_ttl_seconds), str(limits.stream_max_events),
                    str(limits.trending_buckets * limits.trending_bucket_seconds),
                    event_id, rand, "", rand, "view", ts]  # fmt: skip
     visitor_keys = keys.visitor_keys(rand)
     visitor_args = [str(limits.recent_events), str(limits.profile_ttl_seconds), "1",
                     rand, "view", ts, ""]  # fmt: skip
     return {
-        "EVALSHA record_global": ["EVALSHA", global_sha, "3", *global_keys, *global_args],
+        "EVALSHA record_global": [
+            "EVALSHA",
+            global_sha,
+            str(len(global_keys)),
+            *global_keys,
+            *global_args,
+        ],
         "EVALSHA record_visitor": ["EVALSHA", visitor_sha, "3", *visitor_keys, *visitor_args],
     }
 

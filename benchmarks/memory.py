@@ -164,7 +164,7 @@ def global_memory(client: redis.Redis) -> dict[str, Any]:
     sizes = pipelined(client, [("MEMORY", "USAGE", key, "SAMPLES", "0") for key in found])
     kinds: dict[str, dict[str, float]] = {}
     for key, size in zip(found, sizes, strict=True):
-        kind = "stream" if key == keys.stream else key.removeprefix(keys.prefix + "{g}:")
+        kind = "stream" if key in keys.streams else key.removeprefix(keys.prefix + "{g}:")
         kind = re.sub(r":.*", "", kind)  # seen:<id> -> seen, trending:<bucket> -> trending
         entry = kinds.setdefault(kind, {"keys": 0, "bytes": 0.0})
         entry["keys"] += 1

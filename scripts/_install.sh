@@ -12,7 +12,9 @@ install_engine() {
 # so only the binary is needed.
 # Installs it with apt when running as root; otherwise says how to proceed.
 ensure_redis_server() {
-    command -v redis-server >/dev/null 2>&1 && return 0
+    # redis-cli (redis-tools, a dependency) creates the test cluster; openssl makes the TLS
+    # test's certificates.
+    command -v redis-server >/dev/null 2>&1 && command -v openssl >/dev/null 2>&1 && return 0
     if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
         echo "redis-server not found: install it, or set PERSONALIZE_SKIP_REDIS=1" \
             "to skip the Redis tests" >&2
@@ -25,7 +27,7 @@ ensure_redis_server() {
     fi
     if ! { DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-            redis-server >/dev/null; }; then
+            redis-server openssl >/dev/null; }; then
         status=1
     fi
     if [ -n "$created" ]; then rm -f "$policy"; fi

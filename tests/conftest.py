@@ -32,3 +32,14 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     with running_redis(tmp_path_factory.mktemp("redis")) as server:
         yield server.url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of one node of a private three-master Redis Cluster started for this test session
+    (redis-server --cluster-enabled yes, joined by redis-cli --cluster create); the client
+    discovers the others from it. Shared like ``redis_url``: isolate by key prefix."""
+    from redis_server import running_cluster
+
+    with running_cluster(tmp_path_factory.mktemp("redis-cluster")) as nodes:
+        yield f"redis://127.0.0.1:{nodes[0].port}"

@@ -17,7 +17,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -67,12 +67,18 @@ class RedisServer:
     """
 
     def __init__(
-        self, directory: Path, port: int | None = None, *, appendfsync: str | None = None
+        self,
+        directory: Path,
+        port: int | None = None,
+        *,
+        appendfsync: str | None = None,
+        options: Sequence[str] = (),
     ) -> None:
         self.binary = redis_server_binary()
         self.directory = directory
         self.port = port if port is not None else free_port()
         self.appendfsync = appendfsync
+        self.options = list(options)  # more redis-server arguments (cluster mode, TLS)
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -102,6 +108,7 @@ class RedisServer:
             "--dir", str(self.directory),
             "--daemonize", "no",
             "--logfile", str(self.log),
+            *self.options,
         ]  # fmt: skip
         self._process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
@@ -156,3 +163,84 @@ def running_redis(directory: Path, port: int | None = None) -> Iterator[RedisSer
         yield server
     finally:
         server.stop()
+
+
+def _cluster_ok(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"CLUSTER INFO\r\n")
+            return b"cluster_state:ok" in sock.recv(4096)
+    except OSError:
+        return False
+
+
+@contextmanager
+def running_cluster(directory: Path, masters: int = 3) -> Iterator[list[RedisServer]]:
+    """A Redis Cluster of ``masters`` private servers (no replicas), joined with
+    ``redis-cli --cluster create``; every server is stopped on exit.
+
+    Each node gets two free ports: clients' and the cluster bus's (``--cluster-port``), so no
+    node depends on port + 10000 being free.
+    """
+    cli = shutil.which("redis-cli")
+    if cli is None:
+        redis_server_binary()  # the same message (or skip) as for a missing redis-server
+        pytest.fail("redis-cli not found on PATH: the cluster tests create the cluster with it")
+    nodes: list[RedisServer] = []
+    try:
+        for n in range(masters):
+            node_dir = directory / f"node{n}"
+            options = ["--cluster-enabled", "yes", "--cluster-port", str(free_port()),
+                       "--cluster-config-file", str(node_dir / "nodes.conf"),
+                       "--cluster-node-timeout", "5000"]  # fmt: skip
+            node = RedisServer(node_dir, options=options)
+            nodes.append(node)
+            node.start()
+        addresses = [f"127.0.0.1:{node.port}" for node in nodes]
+        created = subprocess.run(
+            [cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        if created.returncode != 0:
+            raise RuntimeError(f"redis-cli --cluster create failed:\n{created.stdout.decode()}")
+        deadline = time.monotonic() + _START_TIMEOUT_SECONDS
+        while not all(_cluster_ok(node.port) for node in nodes):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"cluster {addresses} did not reach cluster_state:ok")
+            time.sleep(0.05)
+        yield nodes
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+@contextmanager
+def running_sentinel(directory: Path, master_port: int, name: str) -> Iterator[int]:
+    """A Redis Sentinel (``redis-server <conf> --sentinel``) watching the master on
+    ``master_port`` as ``name``; yields its port and stops it on exit."""
+    directory.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    config = directory / "sentinel.conf"  # Sentinel rewrites its file, so it needs one
+    config.write_text(
+        f"port {port}\nbind 127.0.0.1\ndir {directory}\n"
+        f"sentinel monitor {name} 127.0.0.1 {master_port} 1\n"
+    )
+    process = subprocess.Popen(
+        [redis_server_binary(), str(config), "--sentinel", "--logfile", str(directory / "log")],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + _START_TIMEOUT_SECONDS
+        while not _pings(port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"redis sentinel on port {port} did not start")
+            time.sleep(0.02)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -1,8 +1,9 @@
 """The production profile store: Redis through redis.asyncio (hiredis parser when installed).
 
 Recording is one round trip per :meth:`RedisProfileStore.record` call, whatever the batch size:
-one pipeline of ``EVALSHA`` calls. The global script takes up to EVENTS_PER_CALL events per call
-(idempotency markers, stream, trending: every global key shares the ``{g}`` hash tag); the visitor
+one pipeline of ``EVALSHA`` calls. The global script takes up to EVENTS_PER_CALL events of one
+global shard per call (seen ids, stream, trending: an event's global keys are in its item's shard,
+see :mod:`engine.profiles.keys`); the visitor
 script takes each visitor's events in order (recent list, counters, bought set, TTLs: a visitor's
 keys share its hash tag), packed several visitors per call on a single server and one visitor per
 call on Redis Cluster, so every call keeps to one slot there. Both scripts are shipped as files
@@ -18,11 +19,13 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from importlib.resources import files
-from typing import Any
+from typing import Any, cast
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, SSLConnection
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisError
@@ -48,6 +51,8 @@ _UNION_TTL_SECONDS = 10
 EVENTS_PER_CALL = 250
 # Stream entries an erasure scans per script call.
 ERASE_PAGE = 1000
+# Profile hashes read per pipeline when listing consents.
+CONSENT_PAGE = 1000
 
 
 def _lua(name: str) -> str:
@@ -57,6 +62,11 @@ def _lua(name: str) -> str:
 def _text(value: Any) -> str:
     """Accept clients built with or without ``decode_responses``."""
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _stream_id(entry_id: Any) -> tuple[int, int]:
+    milliseconds, _, sequence = _text(entry_id).partition("-")
+    return int(milliseconds), int(sequence)
 
 
 def _ts(timestamp: float) -> str:
@@ -114,21 +124,51 @@ def parse_profile(
     )
 
 
+def client_options(
+    *,
+    socket_timeout: float = 1.0,
+    connect_timeout: float = 1.0,
+    retries: int = 2,
+    backoff_cap: float = 0.25,
+    max_connections: int | None = None,
+    health_check_interval: int = 30,
+) -> dict[str, Any]:
+    """Client options that fail fast and reconnect by themselves.
+
+    Timeouts are short because a personalization call should degrade (fall back to popular
+    items) rather than hang. Connection and timeout errors are retried ``retries`` times with
+    jittered exponential backoff; a dead pooled connection (Redis restarted) is dropped and the
+    retry reconnects, so the store recovers without being rebuilt. A resent write is safe: the
+    scripts are idempotent by event id (if a timed-out pipeline had in fact run, the resend
+    reports those events as seen before, but stores nothing twice).
+    """
+    options: dict[str, Any] = {
+        "decode_responses": True,
+        "socket_timeout": socket_timeout,
+        "socket_connect_timeout": connect_timeout,
+        "retry": Retry(ExponentialWithJitterBackoff(base=0.01, cap=backoff_cap), retries),
+        "health_check_interval": health_check_interval,
+    }
+    if max_connections is not None:
+        options["max_connections"] = max_connections
+    return options
+
+
 class RedisProfileStore:
     """Session profiles, trending, the event stream and availability in Redis.
 
     Args:
-        client: a ``redis.asyncio.Redis`` (or cluster) client. Its retry policy decides how
-            often a failed command is retried before :class:`StoreUnavailableError`.
-        keys: the key layout (prefix); default prefix ``p13n:``.
+        client: a ``redis.asyncio.Redis`` or ``RedisCluster`` client. Its retry policy decides
+            how often a failed command is retried before :class:`StoreUnavailableError`.
+        keys: the key layout (prefix, global shards); default prefix ``p13n:``, one shard.
         limits: caps and TTLs of everything the store writes.
         clock: epoch seconds; picks the trending bucket (injectable for tests).
-        owns_client: close the client in :meth:`close` (set by :meth:`from_url`).
+        owns_client: close the client in :meth:`close` (set by the ``from_*`` factories).
     """
 
     def __init__(
         self,
-        client: Redis,
+        client: Redis | RedisCluster,
         keys: Keys | None = None,
         limits: StoreLimits | None = None,
         *,
@@ -140,13 +180,15 @@ class RedisProfileStore:
         self._limits = limits or StoreLimits()
         self._clock = clock
         self._owns_client = owns_client
-        self._per_visitor = isinstance(client, RedisCluster)  # scripts must keep to one slot
+        self._cluster = isinstance(client, RedisCluster)  # every script call keeps to one slot
+        self._sentinels: list[Redis] = []  # clients of the sentinels, closed with the store
         # Script objects keep the source and its SHA; they are loaded lazily on NOSCRIPT.
         self._global: AsyncScript = client.register_script(_lua("record_global.lua"))
         self._visitor: AsyncScript = client.register_script(_lua("record_visitor.lua"))
         self._consent: AsyncScript = client.register_script(_lua("set_consent.lua"))
         self._read: AsyncScript = client.register_script(_lua("read_context.lua"))
         self._erase_events: AsyncScript = client.register_script(_lua("erase_events.lua"))
+        self._trending: AsyncScript = client.register_script(_lua("trending.lua"))
 
     @classmethod
     def from_url(
@@ -156,37 +198,61 @@ class RedisProfileStore:
         limits: StoreLimits | None = None,
         *,
         clock: Callable[[], float] = time.time,
-        socket_timeout: float = 1.0,
-        connect_timeout: float = 1.0,
-        retries: int = 2,
-        backoff_cap: float = 0.25,
-        max_connections: int | None = None,
-        health_check_interval: int = 30,
+        cluster: bool = False,
+        **client: Any,
     ) -> RedisProfileStore:
         """A store owning a client that fails fast and reconnects by itself.
 
-        Timeouts are short because a personalization call should degrade (fall back to popular
-        items) rather than hang. Connection and timeout errors are retried ``retries`` times with
-        jittered exponential backoff; a dead pooled connection (Redis restarted) is dropped and
-        the retry reconnects, so the store recovers without being rebuilt. A resent write is
-        safe: the scripts are idempotent by event id (if a timed-out pipeline had in fact run,
-        the resend reports those events as seen before, but stores nothing twice).
+        ``redis://`` or ``rediss://`` (TLS; ``ssl_ca_certs`` and the other ``ssl_*`` options may
+        be query parameters), with a user and password if the server wants them. With
+        ``cluster`` the URL names one node of a Redis Cluster and the client finds the rest.
+        ``client`` overrides the options of :func:`client_options`.
         """
-        # Plain TCP URLs get the C packer; TLS and Unix sockets keep redis-py's own classes.
-        packing: dict[str, Any] = {}
+        options = client_options(**client)
+        if cluster:
+            options.pop("health_check_interval")  # the cluster client checks nodes itself
+            return cls(RedisCluster.from_url(url, **options), keys, limits, clock=clock,
+                       owns_client=True)  # fmt: skip
         if url.startswith("redis://"):
-            packing["connection_class"] = HiredisPackingConnection
-        client = Redis.from_url(
-            url,
-            **packing,
-            decode_responses=True,
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=connect_timeout,
-            retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=backoff_cap), retries),
-            health_check_interval=health_check_interval,
-            max_connections=max_connections,
-        )
-        return cls(client, keys, limits, clock=clock, owns_client=True)
+            # Plain TCP gets the C packer; TLS and Unix sockets keep redis-py's own classes.
+            options["connection_class"] = HiredisPackingConnection
+        return cls(Redis.from_url(url, **options), keys, limits, clock=clock, owns_client=True)
+
+    @classmethod
+    def from_sentinel(
+        cls,
+        sentinels: Sequence[tuple[str, int]],
+        url: str,
+        keys: Keys | None = None,
+        limits: StoreLimits | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        **client: Any,
+    ) -> RedisProfileStore:
+        """A store on the master that Redis Sentinel knows by the URL's host, following failovers.
+
+        ``redis://[[user]:password@]<master name>[/db]`` (``rediss://`` for TLS): the URL's host
+        is the master's service name, since the sentinels say where the master is. The same
+        password and TLS setting are used to ask the sentinels.
+        """
+        options = client_options(**client)
+        given: dict[str, Any] = dict(parse_url(url))
+        master = given.pop("host", None)
+        if not master:
+            raise ValueError("with Sentinel, the Redis URL's host must be the master's name")
+        given.pop("port", None)
+        if given.pop("connection_class", None) is SSLConnection:
+            given["ssl"] = True
+        options.update(given)
+        asking = {
+            k: v
+            for k, v in options.items()
+            if k.startswith(("socket_", "ssl")) or k in ("retry", "username", "password")
+        }
+        sentinel = Sentinel(sentinels, sentinel_kwargs=asking, **options)
+        store = cls(sentinel.master_for(master), keys, limits, clock=clock, owns_client=True)
+        store._sentinels = sentinel.sentinels
+        return store
 
     @property
     def keys(self) -> Keys:
@@ -198,15 +264,26 @@ class RedisProfileStore:
 
     # --- writes ---------------------------------------------------------------------------------
 
+    def _window(self) -> int:
+        """The current idempotency window (see record_global.lua)."""
+        return int(self._clock() // self._limits.idempotency_ttl_seconds)
+
+    def _seen_sets(self, shard: int, window: int) -> list[str]:
+        """A shard's seen-id sets: the window's, the previous one's, the one before."""
+        return [self._keys.seen(shard, window - back) for back in range(3)]
+
     def _global_call(
-        self, events: Sequence[Event], bucket: int
+        self, shard: int, events: Sequence[Event], bucket: int, window: int
     ) -> tuple[AsyncScript, list[str], list[str]]:
-        limits = self._limits
-        keys = [self._keys.seen(event.event_id) for event in events]
-        keys += [self._keys.stream, self._keys.trending(bucket)]
+        """One shard's events for one call of the global script (every key in the shard)."""
+        limits, keys = self._limits, self._keys
+        names = self._seen_sets(shard, window)
+        names += [keys.stream(shard), keys.trending(shard, bucket)]
         args = [
-            str(limits.idempotency_ttl_seconds),
-            str(limits.stream_max_events),
+            # The set is checked through the next window; one more is the unlinking's slack.
+            str(int((window + 3) * limits.idempotency_ttl_seconds - self._clock())),
+            # MAXLEN is per stream: the shards share the cap.
+            str(-(-limits.stream_max_events // keys.shards)),
             # A bucket is summed for trending_buckets widths after it starts; each write
             # pushes its expiry at least that far.
             str(limits.trending_buckets * limits.trending_bucket_seconds),
@@ -214,7 +291,26 @@ class RedisProfileStore:
         for event in events:
             args += (event.event_id, event.visitor_id, event.customer_id or "", event.item_id,
                      event.type, _ts(event.timestamp))  # fmt: skip
-        return self._global, keys, args
+        return self._global, names, args
+
+    def _global_calls(
+        self, events: Sequence[Event]
+    ) -> tuple[list[tuple[AsyncScript, list[str], list[str]]], list[int]]:
+        """The global script calls of a batch: each shard's events in calls of at most
+        EVENTS_PER_CALL; with the order in which their verdicts come back (event positions)."""
+        bucket = int(self._clock() // self._limits.trending_bucket_seconds)
+        window = self._window()
+        by_shard: dict[int, list[int]] = {}
+        for position, event in enumerate(events):
+            by_shard.setdefault(self._keys.shard(event.item_id), []).append(position)
+        calls, order = [], []
+        step = EVENTS_PER_CALL
+        for shard, positions in by_shard.items():
+            for i in range(0, len(positions), step):
+                part = positions[i : i + step]
+                calls.append(self._global_call(shard, [events[p] for p in part], bucket, window))
+                order += part
+        return calls, order
 
     def _visitor_call(
         self, visitors: Sequence[tuple[str, Sequence[Event]]]
@@ -242,7 +338,7 @@ class RedisProfileStore:
         by_visitor: dict[str, list[Event]] = {}
         for event in events:
             by_visitor.setdefault(event.visitor_id, []).append(event)
-        if self._per_visitor:
+        if self._cluster:
             return [self._visitor_call([part]) for part in by_visitor.items()]
         calls, group, size = [], [], 0
         for visitor_id, part in by_visitor.items():
@@ -296,16 +392,16 @@ class RedisProfileStore:
         """
         if not events:
             return []
-        bucket = int(self._clock() // self._limits.trending_bucket_seconds)
-        step = EVENTS_PER_CALL
-        calls = [
-            self._global_call(events[i : i + step], bucket) for i in range(0, len(events), step)
-        ]
+        calls, order = self._global_calls(events)
         n_global = len(calls)
         calls += self._visitor_calls(events)
         with _unavailable("record"):
             results = await self._run(calls)
-        return [bool(int(verdict)) for reply in results[:n_global] for verdict in reply]
+        verdicts = [False] * len(events)
+        flat = (verdict for reply in results[:n_global] for verdict in reply)
+        for position, verdict in zip(order, flat, strict=True):
+            verdicts[position] = bool(int(verdict))
+        return verdicts
 
     async def _apply_visitor(self, event: Event) -> bool:
         """Run only the visitor script (what a retry after a partial failure does)."""
@@ -323,23 +419,31 @@ class RedisProfileStore:
         return bool(int(stored))
 
     async def customer_consents(self) -> list[tuple[str, Consent]]:
-        """SCAN the profile hashes (never KEYS), a page of HMGETs per round trip."""
+        """SCAN the profile hashes (never KEYS; on a cluster, every master), a pipeline of
+        HMGETs per page of keys."""
         found: list[tuple[str, Consent]] = []
         with _unavailable("customer_consents"):
-            cursor: int | None = None
-            while cursor != 0:
-                cursor, keys = await self._redis.scan(
-                    cursor or 0, match=self._keys.profile_match(), count=1000
-                )
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for key in keys:
-                        pipe.hmget(key, "customer_id", "consent", "consent_at")
-                    replies = await pipe.execute()
-                for customer, given, at in replies:
-                    if customer and given is not None and at is not None:
-                        consent = Consent(given=_text(given) == "1", at=float(at))
-                        found.append((_text(customer), consent))
+            page: list[str] = []
+            async for key in self._redis.scan_iter(match=self._keys.profile_match(), count=1000):
+                page.append(_text(key))
+                if len(page) == CONSENT_PAGE:
+                    found += await self._consents(page)
+                    page = []
+            found += await self._consents(page)
         return found
+
+    async def _consents(self, keys: Sequence[str]) -> list[tuple[str, Consent]]:
+        if not keys:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.hmget(key, "customer_id", "consent", "consent_at")
+            replies = await pipe.execute()
+        return [
+            (_text(customer), Consent(given=_text(given) == "1", at=float(at)))
+            for customer, given, at in replies
+            if customer and given is not None and at is not None
+        ]
 
     async def set_availability(self, item_ids: Sequence[str], available: bool) -> None:
         """Mark items available again (remove) or unavailable (add); takes effect at once."""
@@ -357,25 +461,29 @@ class RedisProfileStore:
 
     async def erase(self, visitor_id: str) -> int:
         """Delete the visitor's keys by name (UNLINK frees memory off the main thread), then
-        their entries in the event stream and those events' idempotency markers.
+        their entries in every event stream and those events' idempotency markers.
 
-        The stream is walked a page at a time by a script (Redis is never blocked for long):
-        about 1,000 round trips for a full stream of a million events.
+        Each stream is walked a page at a time by a script that also forgets the deleted events'
+        ids (Redis is never blocked for long): about 1,000 round trips for a million events in
+        all.
         """
         keys = self._keys.visitor_keys(visitor_id)
         with _unavailable("erase"):
             deleted = int(await self._redis.unlink(*keys))
-            start = "-"
-            while True:
-                ((scanned, last, *event_ids),) = await self._run(
-                    [(self._erase_events, [self._keys.stream],
-                      [visitor_id, start, str(ERASE_PAGE)])]
-                )  # fmt: skip
-                if event_ids:
-                    await self._redis.unlink(*(self._keys.seen(_text(e)) for e in event_ids))
-                if int(scanned) < ERASE_PAGE:
-                    return deleted
-                start = f"({_text(last)}"
+            for shard in range(self._keys.shards):
+                await self._erase_shard(shard, visitor_id)
+        return deleted
+
+    async def _erase_shard(self, shard: int, visitor_id: str) -> None:
+        keys = [self._keys.stream(shard), *self._seen_sets(shard, self._window())]
+        start = "-"
+        while True:
+            ((scanned, last),) = await self._run(
+                [(self._erase_events, keys, [visitor_id, start, str(ERASE_PAGE)])]
+            )
+            if int(scanned) < ERASE_PAGE:
+                return
+            start = f"({_text(last)}"
 
     # --- reads ----------------------------------------------------------------------------------
 
@@ -400,7 +508,7 @@ class RedisProfileStore:
         recent, profile, bought = self._keys.visitor_keys(visitor_id)
         cap = self._limits.recent_events
         with _unavailable("context"):
-            if self._per_visitor:
+            if self._cluster:
                 async with self._redis.pipeline(transaction=False) as pipe:
                     pipe.lrange(recent, 0, cap - 1)
                     pipe.hgetall(profile)
@@ -418,27 +526,34 @@ class RedisProfileStore:
         )
 
     async def trending(self, limit: int) -> list[tuple[str, float]]:
-        """Sum the window's buckets server-side and read only the top ``limit``.
+        """Each shard sums its window's buckets server-side and returns its top ``limit``
+        (one script call per shard, one pipeline); the merge of those is the exact top, since
+        all of an item's counts are in one shard.
 
-        ZUNIONSTORE into a scratch key (short TTL) instead of ZUNION, so a large catalog never
-        crosses the wire; MULTI keeps concurrent callers from reading each other's scratch key.
+        The sum goes to a scratch key (short TTL) rather than ZUNION's reply, so a large
+        catalog never crosses the wire; the script keeps concurrent callers apart.
         """
         if limit <= 0:
             return []
-        limits = self._limits
+        limits, keys = self._limits, self._keys
         current = int(self._clock() // limits.trending_bucket_seconds)
-        buckets = [
-            self._keys.trending(b)
-            for b in range(current - limits.trending_buckets + 1, current + 1)
-        ]
-        union = self._keys.trending_union
+        window = range(current - limits.trending_buckets + 1, current + 1)
+        calls = [
+            (self._trending,
+             [keys.trending_union(shard), *(keys.trending(shard, b) for b in window)],
+             [str(limit), str(_UNION_TTL_SECONDS)])
+            for shard in range(keys.shards)
+        ]  # fmt: skip
         with _unavailable("trending"):
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.zunionstore(union, buckets)
-                pipe.expire(union, _UNION_TTL_SECONDS)
-                pipe.zrevrange(union, 0, limit - 1, withscores=True)
-                _, _, top = await pipe.execute()
-        return [(_text(item), float(score)) for item, score in top]
+            replies = await self._run(calls)
+        top = [
+            (_text(reply[i]), float(reply[i + 1]))
+            for reply in replies
+            for i in range(0, len(reply), 2)
+        ]
+        # ZREVRANGE's order: score, then member, both descending.
+        top.sort(key=lambda pair: (pair[1], pair[0]), reverse=True)
+        return top[:limit]
 
     async def unavailable(self) -> frozenset[str]:
         with _unavailable("unavailable"):
@@ -446,27 +561,53 @@ class RedisProfileStore:
         return frozenset(_text(item) for item in members)
 
     async def events(self, count: int) -> list[dict[str, str]]:
-        """The newest ``count`` stream entries, oldest first (fields only, no stream ids)."""
+        """The newest ``count`` stream entries, oldest first (fields only, no stream ids).
+
+        With several shards, the newest ``count`` of each stream merged by entry id (the
+        millisecond Redis stored it, then its sequence); entries of one millisecond on two
+        shards come in shard order.
+        """
         if count <= 0:
             return []
         with _unavailable("events"):
-            entries = await self._redis.xrevrange(self._keys.stream, count=count)
-        return [
-            {_text(k): _text(v) for k, v in fields.items()}
-            for _id, fields in reversed(entries or [])
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for stream in self._keys.streams:
+                    pipe.xrevrange(stream, count=count)
+                replies = await pipe.execute()
+        entries = [
+            (_stream_id(entry_id), shard, fields)
+            for shard, reply in enumerate(replies)
+            for entry_id, fields in reply or []
             if fields  # XREVRANGE has no deleted entries, but the reply type allows them
         ]
+        entries.sort(key=lambda entry: entry[:2])
+        return [{_text(k): _text(v) for k, v in fields.items()} for *_, fields in entries[-count:]]
 
     async def persistence(self) -> dict[str, str]:
         """Redis's ``appendonly`` and ``appendfsync`` settings: whether an acknowledged event
         survives a Redis restart. Empty when they cannot be read (Redis down, or CONFIG renamed
-        away, as managed services often do)."""
+        away, as managed services often do). On a cluster, the first master found without the
+        append-only file, else any master: one such master loses its share of the events."""
         try:
-            reply = await self._redis.config_get("append*")
+            replies: list[Any]
+            if not self._cluster:
+                replies = [await self._redis.config_get("append*")]
+            else:
+                by_node = await self._redis.config_get(
+                    "append*", target_nodes=RedisCluster.PRIMARIES
+                )
+                replies = list(cast(dict[str, Any], by_node).values())  # one reply per master
         except (RedisError, OSError):
             return {}
-        settings = {_text(k): _text(v) for k, v in reply.items()}
-        return {k: v for k, v in settings.items() if k in ("appendonly", "appendfsync")}
+        found: list[dict[str, str]] = [
+            {
+                _text(k): _text(v)
+                for k, v in reply.items()
+                if _text(k) in ("appendonly", "appendfsync")
+            }
+            for reply in replies
+        ]
+        return next((f for f in found if f.get("appendonly") == "no"), found[0] if found else {})
 
     async def ping(self) -> bool:
         """True if Redis answers; False instead of raising, for readiness probes."""
@@ -478,3 +619,5 @@ class RedisProfileStore:
     async def close(self) -> None:
         if self._owns_client:
             await self._redis.aclose()
+        for sentinel in self._sentinels:
+            await sentinel.aclose()

@@ -1,20 +1,23 @@
-"""One contract every profile store meets, run against the embedded store and against Redis.
+"""One contract every profile store meets, run against the embedded store, a single Redis and a
+Redis Cluster.
 
-The Redis cases run on a private redis-server started for the session (tests/redis_server.py);
-each test writes under its own key prefix, so tests never see each other's keys. A fake clock
-drives expiry and trending windows, so nothing sleeps.
+The Redis cases run on a private redis-server, the cluster cases on a private three-master
+cluster, each started for the session (tests/redis_server.py); each test writes under its own
+key prefix, so tests never see each other's keys. On the cluster the global keys are spread over
+CLUSTER_SHARDS hash tags. A fake clock drives expiry and trending windows, so nothing sleeps.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis_server import RedisServer, running_redis
 
 from engine.profiles import (
@@ -42,6 +45,7 @@ LIMITS = StoreLimits(
 )
 # XADD MAXLEN ~ trims whole stream nodes only (stream-node-max-entries, default 100).
 STREAM_NODE_ENTRIES = 100
+CLUSTER_SHARDS = 4
 
 
 class FakeClock:
@@ -78,8 +82,9 @@ class Harness:
     kind: str
     clock: FakeClock
     make: Callable[[StoreLimits, bool], Awaitable[Store]]
-    redis: Redis | None = None  # a raw client on the private server (redis only)
+    redis: Redis | RedisCluster | None = None  # a raw client on the private server (redis only)
     keys: Keys | None = None
+    shards: int = 1  # the global keys' shards: events of one batch are ordered per shard
     stores: list[Store] = field(default_factory=list)
 
     async def store(self, limits: StoreLimits = LIMITS, *, fresh: bool = False) -> Store:
@@ -89,7 +94,7 @@ class Harness:
         return store
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
     clock = FakeClock()
     if request.param == "memory":
@@ -100,21 +105,47 @@ async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
         h = Harness("memory", clock, make_memory)
         yield h
     else:
-        url: str = request.getfixturevalue("redis_url")
-        keys = Keys(f"test-{uuid.uuid4().hex[:12]}:")
+        cluster = request.param == "cluster"
+        url: str = request.getfixturevalue("redis_cluster_url" if cluster else "redis_url")
+        shards = CLUSTER_SHARDS if cluster else 1
+
+        def prefix() -> Keys:
+            return Keys(f"test-{uuid.uuid4().hex[:12]}:", shards)
+
+        keys = prefix()
 
         async def make_redis(limits: StoreLimits, fresh: bool) -> Store:
-            prefix = Keys(f"test-{uuid.uuid4().hex[:12]}:") if fresh else keys
-            return RedisProfileStore.from_url(url, prefix, limits, clock=clock)
+            return RedisProfileStore.from_url(
+                url, prefix() if fresh else keys, limits, clock=clock, cluster=cluster
+            )
 
-        raw = Redis.from_url(url, decode_responses=True)
-        h = Harness("redis", clock, make_redis, redis=raw, keys=keys)
+        raw: Redis | RedisCluster = (
+            RedisCluster.from_url(url, decode_responses=True)
+            if cluster
+            else Redis.from_url(url, decode_responses=True)
+        )
+        h = Harness("redis", clock, make_redis, redis=raw, keys=keys, shards=shards)
         try:
             yield h
         finally:
             await raw.aclose()
     for store in h.stores:
         await store.close()
+
+
+def per_shard(harness: Harness, entries: Sequence[Mapping[str, str] | Event]) -> list[list[str]]:
+    """Event ids by global shard, in order: what the stream's order promises when one batch
+    spreads over several shards (entries of one millisecond are not ordered across shards)."""
+    keys = Keys(shards=harness.shards)
+    shards: list[list[str]] = [[] for _ in range(harness.shards)]
+    for entry in entries:
+        item, event_id = (
+            (entry.item_id, entry.event_id)
+            if isinstance(entry, Event)
+            else (entry["item_id"], entry["event_id"])
+        )
+        shards[keys.shard(item)].append(event_id)
+    return shards
 
 
 _seq = 0
@@ -296,7 +327,9 @@ async def test_batch_of_many_visitors_matches_one_event_at_a_time(harness: Harne
     for visitor in ("v0", "v1", "v2"):
         assert await batched.profile(visitor) == await one_by_one.profile(visitor)
     assert await batched.trending(10) == await one_by_one.trending(10)
-    assert await batched.events(100) == await one_by_one.events(100)
+    assert per_shard(harness, await batched.events(100)) == per_shard(
+        harness, await one_by_one.events(100)
+    )
 
 
 async def test_repeat_in_one_batch_counts_once_even_past_the_recent_cap(
@@ -366,7 +399,9 @@ async def test_trending_order_and_window(harness: Harness) -> None:
 async def test_event_stream_content_oldest_first(harness: Harness) -> None:
     store = await harness.store()
     events = [ev("i1", ts=T0 + 0.5), ev("i2", "purchase", customer="c1"), ev("i3", visitor="v2")]
-    await store.record(events)
+    for event in events:  # one by one: across shards, the stream orders by Redis's milliseconds
+        await store.record([event])
+        await asyncio.sleep(0.002)
     await store.record([events[0]])  # a duplicate is not streamed again
     stream = await store.events(10)
     assert stream == [
@@ -392,10 +427,11 @@ async def test_event_stream_is_bounded(harness: Harness) -> None:
     events = [ev(f"i{n}", visitor=f"v{n % 7}") for n in range(300)]
     assert await store.record(events) == [True] * 300
     stream = await store.events(10_000)
-    # Redis trims approximately (whole nodes), never below the cap; memory trims exactly.
-    assert 10 <= len(stream) <= 10 + STREAM_NODE_ENTRIES
-    assert stream[-1]["event_id"] == events[-1].event_id
-    assert [s["event_id"] for s in stream] == [e.event_id for e in events[-len(stream) :]]
+    # Redis trims approximately (whole nodes), never below the cap (shared by the shards);
+    # memory trims exactly. Each shard keeps its newest events.
+    assert 10 <= len(stream) <= 10 + harness.shards * STREAM_NODE_ENTRIES
+    for kept, recorded in zip(per_shard(harness, stream), per_shard(harness, events), strict=True):
+        assert kept == recorded[len(recorded) - len(kept) :]
 
 
 # --- consent -----------------------------------------------------------------------------------
@@ -491,16 +527,41 @@ async def test_erase_removes_the_visitors_events_and_their_ids(
     await store.record([mine[4]])
 
     assert await store.erase("v1") == 2  # recent, profile
-    assert [e["event_id"] for e in await store.events(100)] == [e.event_id for e in theirs]
+    assert per_shard(harness, await store.events(100)) == per_shard(harness, theirs)
     if harness.kind == "redis":
-        assert harness.redis is not None and harness.keys is not None
-        markers = [k async for k in harness.redis.scan_iter(match=harness.keys.global_match())
-                   if ":seen:" in k]  # fmt: skip
-        assert sorted(markers) == sorted(harness.keys.seen(e.event_id) for e in theirs)
+        keys = harness.keys
+        assert harness.redis is not None and keys is not None
+        assert sorted(await _seen_ids(harness)) == sorted(e.event_id for e in theirs)
     # Forgotten, not just hidden: the same ids are new again; the other visitor's are not.
     assert await store.record([mine[0], theirs[0]]) == [True, False]
     assert await store.erase("v3") == 0  # nothing of theirs: nothing changes
     assert len(await store.events(100)) == 4
+
+
+async def _seen_ids(harness: Harness) -> list[str]:
+    """Every event id in the server's seen-id sets (every shard, every window)."""
+    assert harness.redis is not None and harness.keys is not None
+    sets = [k async for k in harness.redis.scan_iter(match=harness.keys.global_match())
+            if ":seen:" in k]  # fmt: skip
+    return [event_id for key in sets for event_id in await harness.redis.smembers(key)]
+
+
+async def test_event_ids_are_remembered_for_the_idempotency_ttl(harness: Harness) -> None:
+    """At least idempotency_ttl_seconds; Redis forgets an id within twice that (its windows)."""
+    store = await harness.store()
+    event = ev("i1")
+    assert await store.record([event]) == [True]
+    harness.clock.advance(LIMITS.idempotency_ttl_seconds - 1)
+    assert await store.record([event]) == [False]
+    harness.clock.advance(LIMITS.idempotency_ttl_seconds + 2)
+    assert await store.record([event]) == [True]
+    assert await store.record([event, ev("i2")]) == [False, True]
+    if harness.kind == "redis":
+        assert sorted(await _seen_ids(harness)) == sorted([event.event_id, _last_id()])
+
+
+def _last_id() -> str:
+    return f"e{_seq}"
 
 
 async def test_invalid_ids_are_rejected(harness: Harness) -> None:
@@ -598,6 +659,17 @@ async def test_redis_recent_entries_are_compact(redis_parts: RedisParts) -> None
     assert await raw.llen(keys.recent("v1")) == 2
 
 
+async def test_redis_recent_list_is_trimmed_past_half_again_the_cap(
+    redis_parts: RedisParts,
+) -> None:
+    keys, store, raw = redis_parts.keys, redis_parts.store, redis_parts.raw
+    cap = LIMITS.recent_events
+    for n in range(4 * cap):
+        await store.record([ev(f"i{n}")])
+        assert await raw.llen(keys.recent("v1")) <= cap + -(-cap // 2)
+    assert len((await store.profile("v1")).recent) == cap
+
+
 async def test_redis_ttl_refreshed_once_run_down(redis_parts: RedisParts) -> None:
     """An active visitor's keys skip the EXPIREs until a thirtieth of the TTL has passed."""
     keys, store, raw = redis_parts.keys, redis_parts.store, redis_parts.raw
@@ -624,15 +696,15 @@ async def test_redis_every_key_has_a_ttl_or_a_bound(redis_parts: RedisParts) -> 
 
     for key in keys.visitor_keys("v1"):
         assert 0 < await raw.ttl(key) <= LIMITS.profile_ttl_seconds, key
-    bucket = keys.trending(int(T0 // LIMITS.trending_bucket_seconds))
+    bucket = keys.trending(0, int(T0 // LIMITS.trending_bucket_seconds))
     window = LIMITS.trending_buckets * LIMITS.trending_bucket_seconds
     assert 0 < await raw.ttl(bucket) <= window
 
-    bounded = {keys.stream, keys.unavailable}  # MAXLEN ~ / the size of the catalog
+    bounded = {keys.stream(0), keys.unavailable}  # MAXLEN ~ / the size of the catalog
     written = [k async for k in raw.scan_iter(match=f"{keys.prefix}*")]
-    # v1: recent, profile, bought; v2: recent, profile; 2 id markers; stream, bucket,
+    # v1: recent, profile, bought; v2: recent, profile; the window's seen ids; stream, bucket,
     # trending union, unavailable.
-    assert len(written) == 11
+    assert len(written) == 10
     for key in written:
         if key not in bounded:
             assert await raw.ttl(key) > 0, key

@@ -59,7 +59,7 @@ def models_copy(shop: Path, tmp_path: Path) -> Path:
     return target
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 def store_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -70,18 +70,21 @@ def settings_for(models: Path, store_kind: str = "memory", **overrides: Any) -> 
         "api_keys": [KEY, OTHER_KEY],
         "watch_seconds": 0,
     }
-    if store_kind == "redis":
+    if store_kind in ("redis", "cluster"):
         values["redis_url"] = overrides.pop("redis_url")
         values["key_prefix"] = f"t{uuid.uuid4().hex[:12]}:"
+        values["redis_cluster"] = store_kind == "cluster"
     values.update(overrides)
     return ApiSettings(**values)
 
 
 @pytest.fixture
 def redis_if_needed(request: pytest.FixtureRequest, store_kind: str) -> str | None:
-    if store_kind != "redis":
+    if store_kind == "memory":
         return None
-    return str(request.getfixturevalue("redis_url"))
+    return str(
+        request.getfixturevalue("redis_cluster_url" if store_kind == "cluster" else "redis_url")
+    )
 
 
 @pytest.fixture
@@ -89,7 +92,7 @@ async def client(
     shop: Path, store_kind: str, redis_if_needed: str | None
 ) -> AsyncIterator[ApiClient]:
     """The app with a keyed write API, on the parametrised store."""
-    extra = {"redis_url": redis_if_needed} if store_kind == "redis" else {}
+    extra = {"redis_url": redis_if_needed} if redis_if_needed else {}
     async with serving(settings_for(shop, store_kind, **extra)) as c:
         yield c
 
@@ -389,10 +392,11 @@ async def test_erasure_removes_every_key(client: ApiClient, store_kind: str) -> 
     profile = (await client.get(f"/v1/visitors/{visitor}")).json()
     assert profile["recent"] == [] and profile["customer_id"] is None
     assert profile["counters"] == {} and profile["bought"] == []
-    if store_kind == "redis":
+    if store_kind != "memory":
         settings: ApiSettings = client.app.state.settings
         assert settings.redis_url is not None
-        with redis.Redis.from_url(settings.redis_url) as r:
+        cls = redis.RedisCluster if settings.redis_cluster else redis.Redis
+        with cls.from_url(settings.redis_url) as r:  # every master of a cluster
             left = [k for k in r.scan_iter(match=f"{settings.key_prefix}*", count=1000)
                     if visitor.encode() in k]  # fmt: skip
         assert left == []

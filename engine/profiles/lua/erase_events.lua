@@ -1,12 +1,13 @@
--- Erasure, one page of the event stream: delete the visitor's entries among the next `count`.
+-- Erasure, one page of an event stream: delete the visitor's entries among the next `count`,
+-- and forget those events' ids (so the same ids would be recorded again, as new).
 -- Called again from the last id scanned until a page comes back short, so Redis is never
 -- blocked for longer than one page (about a millisecond for 1,000 entries), whatever the
 -- stream's length.
 --
--- KEYS[1] event stream   (p13n:{g}:events)
--- ARGV    visitor_id, start (a stream id, '-' for the first page, '(<id>' after one), count
--- Returns {entries scanned, last id scanned ('' if none), event ids of the deleted entries...};
--- the caller deletes those events' idempotency markers.
+-- KEYS[1]    event stream                          (p13n:{g}:events)
+-- KEYS[2..]  the stream shard's seen-id sets        (p13n:{g}:seen:<window>)
+-- ARGV       visitor_id, start (a stream id, '-' for the first page, '(<id>' after one), count
+-- Returns {entries scanned, last id scanned ('' if none)}.
 
 local entries = redis.call('XRANGE', KEYS[1], ARGV[2], '+', 'COUNT', ARGV[3])
 local ids, events = {}, {}
@@ -27,13 +28,12 @@ for _, entry in ipairs(entries) do
 end
 if #ids > 0 then
     redis.call('XDEL', KEYS[1], unpack(ids))
+    for k = 2, #KEYS do
+        redis.call('SREM', KEYS[k], unpack(events))
+    end
 end
 local last = ''
 if #entries > 0 then
     last = entries[#entries][1]
 end
-local reply = {#entries, last}
-for _, event_id in ipairs(events) do
-    reply[#reply + 1] = event_id
-end
-return reply
+return {#entries, last}

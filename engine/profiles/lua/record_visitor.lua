@@ -25,6 +25,9 @@
 -- of one type on one item within one second are one entry: a double-fired tag, not two signals.
 -- first_seen and last_seen keep the timestamps exactly as given.
 --
+-- The list is trimmed back to cap once it is half as long again (LTRIM on one event in ten, not
+-- on every one; readers and LPOS look at the newest cap entries only).
+--
 -- The TTLs are refreshed once the recent list's has run down by a thirtieth of profile_ttl (a
 -- day of 30): the keys expire between 29/30 of profile_ttl and all of it after the visitor's
 -- last event, and most events of an active visitor skip three EXPIREs.
@@ -85,7 +88,7 @@ for v = 0, #KEYS / 3 - 1 do
     if #entries > 0 then
         -- Only the newest cap entries can stay, so at most cap go on the stack for LPUSH.
         local length = redis.call('LPUSH', recent, unpack(entries, math.max(#entries - cap + 1, 1)))
-        if length > cap then
+        if length > cap + math.ceil(cap / 2) then
             redis.call('LTRIM', recent, 0, cap - 1)
         end
         for etype, count in pairs(counts) do
