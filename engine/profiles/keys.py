@@ -79,6 +79,10 @@ class Keys:
         """The durable event stream (``XADD MAXLEN ~``)."""
         return f"{self._g}events"
 
+    def streams(self) -> list[str]:
+        """Every event stream key, for readers that must see them all (the exporter)."""
+        return [self.stream]
+
     def trending(self, bucket: int) -> str:
         """Sorted set of item -> event count in one time bucket (epoch seconds // width)."""
         return f"{self._g}trending:{int(bucket)}"
