@@ -86,7 +86,11 @@ def _export(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, s
 
 
 def test_sigkill_between_write_and_ack_then_rerun_logs_every_event_once(
-    redis_url: str, prefix: str, tmp_path: Path, shared_data: Path, capsys: pytest.CaptureFixture[str]
+    redis_url: str,
+    prefix: str,
+    tmp_path: Path,
+    shared_data: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     events = taobao_events(shared_data, limit=3000)
     _fill(redis_url, prefix, events)
@@ -120,7 +124,11 @@ def test_sigkill_between_write_and_ack_then_rerun_logs_every_event_once(
 
 
 def test_another_consumer_takes_over_a_crashed_ones_pending_events(
-    redis_url: str, prefix: str, tmp_path: Path, shared_data: Path, capsys: pytest.CaptureFixture[str]
+    redis_url: str,
+    prefix: str,
+    tmp_path: Path,
+    shared_data: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     events = taobao_events(shared_data, limit=1200)
     _fill(redis_url, prefix, events[:800])
@@ -140,7 +148,11 @@ def test_another_consumer_takes_over_a_crashed_ones_pending_events(
 
 
 def test_events_trimmed_before_export_are_reported_once(
-    redis_url: str, prefix: str, tmp_path: Path, shared_data: Path, capsys: pytest.CaptureFixture[str]
+    redis_url: str,
+    prefix: str,
+    tmp_path: Path,
+    shared_data: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     events = taobao_events(shared_data, limit=2000)
     small = StoreLimits(stream_max_events=200)

@@ -230,9 +230,9 @@ class StreamExporter:
             self._handle(stream, entries)
 
     def _read(self, stream: str, start: str) -> Entries:
-        reply = self._redis.xreadgroup(
+        reply: Any = self._redis.xreadgroup(
             self._group, self._consumer, {stream: start}, count=self._batch
-        )
+        )  # [[stream, [(id, fields), ...]]], or [] when nothing is there (RESP2)
         return list(reply[0][1]) if reply else []
 
     def _handle(self, stream: str, entries: Entries) -> None:
