@@ -58,7 +58,9 @@ def train_model(
     clock = time.perf_counter()
     if event_input is not None:
         log = event_input.with_log(log)
-    events = interactions_from_table(log.table)
+    events = interactions_from_table(
+        log.table, None if event_input is None else event_input.item_ids()
+    )
     feedback = None if event_input is None else event_input.encode(events.users, events.items)
     if run_evaluation and evaluation is None:
         say(f"evaluating on the last {holdout_days} days held out ...")

@@ -90,7 +90,9 @@ def retrain(
     except ArtifactError as exc:
         raise ArtifactError(f"the live model cannot be compared with: {exc}") from None
     combined = log if event_input is None else event_input.with_log(log)
-    events = interactions_from_table(combined.table)
+    events = interactions_from_table(
+        combined.table, None if event_input is None else event_input.item_ids()
+    )
     feedback = None if event_input is None else event_input.encode(events.users, events.items)
     cut = max(int(events.time.max()) - holdout_days * SECONDS_PER_DAY, live.as_of)
     try:

@@ -13,8 +13,9 @@ customers, so:
   session fold-in serves them), but their events form extra rows that shape item factors and
   similarities, then are dropped.
 
-Weights default to the engine's online ``EVENT_WEIGHTS``, so a click weighs the same offline
-and in a live session. Events on items the purchase log never saw are dropped and counted.
+Items that only events mention (viewed, never bought) join the model's items: they get factors
+and neighbours and can be recommended. Weights default to the engine's online
+``EVENT_WEIGHTS``, so a click weighs the same offline and in a live session.
 """
 
 from __future__ import annotations
@@ -79,27 +80,31 @@ class EventInput:
         table = table.take(pc.sort_indices(table, [("time", "ascending")]))
         return PurchaseLog(table, log.report)
 
+    def item_ids(self) -> pa.Array:
+        """The items feedback mentions: the model's vocabulary must hold them all."""
+        return pa.array(self.items.tolist(), pa.string())
+
     def encode(self, users: Vocabulary, items: Vocabulary) -> Feedback:
-        """Feedback rows in the model's vocabularies; unknown items dropped (and counted)."""
+        """Feedback rows in the model's vocabularies (built with :meth:`item_ids`)."""
         item = items.indices(self.items.tolist())
+        if np.any(item < 0):
+            raise ValueError("the item vocabulary lacks items of the exported events")
         customer = users.indices(pid if kind == "c" else "" for kind, pid in self.people)
         extra: dict[tuple[str, str], int] = {}
         row = np.empty(len(self.people), dtype=np.int64)
         for i, person in enumerate(self.people):
             row[i] = customer[i] if customer[i] >= 0 else -1 - extra.setdefault(person, len(extra))
         row = np.where(row >= 0, row, len(users) + (-1 - row))
-        keep = item >= 0
-        self.report["feedback_unknown_items"] = int((~keep).sum())
-        self.report["feedback_rows"] = int(keep.sum())
+        self.report["feedback_rows"] = len(row)
         self.report["extra_rows"] = len(extra)
         return Feedback(
             n_users=len(users),
             n_extra=len(extra),
             n_items=len(items),
-            row=row[keep].astype(np.int32),
-            item=item[keep].astype(np.int32),
-            time=self.time[keep],
-            weight=self.weight[keep],
+            row=row.astype(np.int32),
+            item=item.astype(np.int32),
+            time=self.time,
+            weight=self.weight,
         )
 
 
