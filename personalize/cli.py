@@ -16,6 +16,7 @@ from personalize import demo, report
 from training import cli as trainer
 from training.campaign import cli as campaign
 from training.crm import cli as crm
+from training.events import cli as events
 from training.logs import LogError
 
 EXIT_USAGE = 2
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo.register(sub)
     trainer.register(sub)
+    events.register(sub)
     crm.register(sub)
     campaign.register(sub)
     serving.register(sub)

@@ -22,11 +22,15 @@ from engine.matrix import Weighting
 from engine.model import load_model
 from engine.profiles import Profile
 from engine.recommender import Query, Recommender
+from engine.session import EVENT_WEIGHTS
 from training.dataset import interactions_from_table
 from training.evaluate import evaluate, format_table
+from training.events.feedback import EventInput, event_weights, split_events
+from training.events.reader import read_event_log
 from training.logs import PRESETS, PurchaseLog, read_purchase_log, resolve_format
 from training.params import BasketParams, FactorParams, FusionParams, KnnParams, ModelParams
 from training.pipeline import train_model
+from training.retrain import retrain
 from training.settings import TrainerSettings
 from training.synthetic import ShopSpec, generate_shop, write_log
 
@@ -44,6 +48,7 @@ def register(sub: Subparsers) -> None:
         "artifact under --models (published as 'current' unless --no-publish).",
     )
     _log_args(train)
+    _event_args(train)
     _model_args(train)
     _run_args(train)
     train.add_argument(
@@ -60,6 +65,28 @@ def register(sub: Subparsers) -> None:
         help="write the version but leave 'current' where it is",
     )
     train.set_defaults(handler=_with_settings(_train))
+
+    re_ = sub.add_parser(
+        "retrain",
+        help="train a new version and publish it only if it is not worse than the live one",
+        description="Train a new version (with exported events if given) without publishing "
+        "it, score it and the live ('current') model on the same hold-out (purchases neither "
+        "was fitted on), and publish it only if its ndcg@k is at least --min-ratio times the "
+        "live model's. Exit status 0: published; 1: not published (the live model stays); "
+        "2: bad input. See docs/retrain.md for a cron line and a systemd timer.",
+    )
+    _log_args(re_)
+    _event_args(re_)
+    _model_args(re_)
+    _run_args(re_)
+    re_.add_argument("--models", dest="models_dir", type=Path, help="models directory")
+    re_.add_argument(
+        "--min-ratio",
+        type=float,
+        default=1.0,
+        help="publish when new ndcg@k >= this x live ndcg@k (default 1.0: not worse)",
+    )
+    re_.set_defaults(handler=_with_settings(_retrain))
 
     ev = sub.add_parser(
         "evaluate",
@@ -151,6 +178,33 @@ def _log_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--time-format", help="'unix' for epoch seconds, or a strptime format; default ISO 8601"
     )
+
+
+def _event_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("exported events (personalize export-events)")
+    g.add_argument("--events", type=Path, help="event log directory to train on beside the log")
+    for kind, flag in (("view", "view"), ("click", "click"), ("add_to_cart", "cart")):
+        g.add_argument(
+            f"--{flag}-weight",
+            type=float,
+            help=f"weight of a {kind} relative to a purchase (default {EVENT_WEIGHTS[kind]:g}, "
+            "as in live sessions)",
+        )
+
+
+def _event_input(
+    args: argparse.Namespace, log: PurchaseLog, settings: TrainerSettings
+) -> EventInput | None:
+    if args.events is None:
+        return None
+    weights = event_weights(
+        {"view": args.view_weight, "click": args.click_weight, "add_to_cart": args.cart_weight}
+    )
+    events = read_event_log(args.events)
+    _say(settings, events.report.format_table())
+    event_input = split_events(events.table, log, weights)
+    event_input.report["log"] = events.report.to_dict()
+    return event_input
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
@@ -258,6 +312,7 @@ def _train(args: argparse.Namespace, settings: TrainerSettings) -> int:
         threads=settings.threads,
         progress=_progress(settings),
         say=lambda line: _say(settings, line),
+        event_input=_event_input(args, log, settings),
     )
     if result.evaluation is not None:
         print(format_table(result.evaluation, settings.k))
@@ -266,6 +321,32 @@ def _train(args: argparse.Namespace, settings: TrainerSettings) -> int:
         + (" (current)" if result.published else "")
     )
     return 0
+
+
+def _retrain(args: argparse.Namespace, settings: TrainerSettings) -> int:
+    if args.min_ratio <= 0:
+        raise ValueError("--min-ratio must be positive")
+    params = _params(args)
+    log = _read(args, settings)
+    outcome = retrain(
+        log,
+        params,
+        models_dir=settings.models_dir,
+        event_input=_event_input(args, log, settings),
+        holdout_days=settings.holdout_days,
+        k=settings.k,
+        min_ratio=args.min_ratio,
+        threads=settings.threads,
+        progress=_progress(settings),
+        say=lambda line: _say(settings, line),
+    )
+    if outcome.result is not None and outcome.result.evaluation is not None:
+        print(format_table(outcome.result.evaluation, settings.k))
+    if outcome.published:
+        print(outcome.message)
+        return 0
+    print(f"personalize: {outcome.message}", file=sys.stderr)
+    return 1
 
 
 def _evaluate(args: argparse.Namespace, settings: TrainerSettings) -> int:

@@ -10,10 +10,19 @@ from engine.matrix import Interactions
 from engine.vocab import Vocabulary
 
 
-def interactions_from_table(table: pa.Table) -> Interactions:
-    """Encode the canonical log columns (user, item, time, quantity) into vocabularies."""
+def interactions_from_table(table: pa.Table, extra_items: pa.Array | None = None) -> Interactions:
+    """Encode the canonical log columns (user, item, time, quantity) into vocabularies.
+
+    ``extra_items``: more items for the vocabulary, after the log's own (items that only
+    exported events mention). Which items exist must not depend on who buys them later, or a
+    hold-out would keep exactly the clicks on items bought in its test period.
+    """
     users, user_codes = Vocabulary.encode(table["user"])
-    items, item_codes = Vocabulary.encode(table["item"])
+    column = table["item"]
+    if extra_items is not None:
+        column = pa.chunked_array([*column.chunks, extra_items], pa.string())
+    items, item_codes = Vocabulary.encode(column)
+    item_codes = item_codes[: table.num_rows]
     time = table["time"].cast(pa.timestamp("s")).cast(pa.int64()).to_numpy()
     quantity = table["quantity"].to_numpy().astype(np.float32)
     return Interactions(users, items, user_codes, item_codes, time, quantity)

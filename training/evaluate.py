@@ -21,6 +21,7 @@ import scipy.sparse as sp
 from engine.matrix import SECONDS_PER_DAY, Interactions, PurchaseHistory
 from engine.models import BuyAgainScorer, PopularityScorer, Scorer
 from engine.scoring import top_k
+from training.events.feedback import Feedback
 from training.fusion import fit_repeat_aware
 from training.metrics import ranking_metrics
 from training.params import ModelParams
@@ -40,11 +41,16 @@ class HoldoutSplit:
         if len(events) == 0:
             raise ValueError("no purchases to evaluate on")
         cut = int(events.time.max()) - days * SECONDS_PER_DAY
+        return cls.at(events, cut, f"within the last {days} days")
+
+    @classmethod
+    def at(cls, events: Interactions, cut: int, period: str = "after the cut") -> HoldoutSplit:
+        """Train on the events before ``cut``, test on those from it on."""
         train, test = events.before(cut), events.where(events.time >= cut)
         users = np.intersect1d(train.active_users(), test.active_users())
         if len(users) == 0:
             raise ValueError(
-                f"no customer bought both before and within the last {days} days: "
+                f"no customer bought both before and {period}: "
                 "choose a shorter --holdout-days or a longer log"
             )
         return cls(train, test, cut, users)
@@ -77,17 +83,26 @@ def evaluate(
     k: int = 10,
     threads: int = 0,
     progress: bool = False,
+    feedback: Feedback | None = None,
+    split: HoldoutSplit | None = None,
+    others: Mapping[str, Scorer] | None = None,
 ) -> Evaluation:
-    """Fit on the period before the hold-out and score the default model and every baseline."""
-    split = HoldoutSplit.last_days(events, holdout_days)
+    """Fit on the period before the hold-out and score the default model and every baseline.
+
+    ``split``: a hold-out chosen by the caller instead of the last ``holdout_days``.
+    ``others``: more scorers of the split's users and items, scored beside the baselines (the
+    live model, when a retrain decides whether to replace it).
+    """
+    split = split or HoldoutSplit.last_days(events, holdout_days)
     signals, weights = fit_repeat_aware(
-        split.train, params, as_of=split.cut, threads=threads, progress=progress
+        split.train, params, as_of=split.cut, threads=threads, progress=progress, feedback=feedback
     )
     scorers: Mapping[str, Scorer] = {
         "popularity": PopularityScorer(signals.popularity),
         "buy_again": BuyAgainScorer(signals.history, signals.popularity),
         params.factors.algorithm: signals.factors,  # "als" (default) or "bpr"
         "item_knn": signals.knn,
+        **(others or {}),
     }
     return Evaluation(
         model=score_holdout(signals.scorer(weights), split, signals.history, k),

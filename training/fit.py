@@ -20,6 +20,7 @@ from engine.matrix import (
     weigh,
 )
 from engine.models import FactorScorer, ItemKnnScorer, RepeatAwareScorer
+from training.events.feedback import Feedback
 from training.params import FactorParams, KnnParams, ModelParams
 
 # ALS sweeps from warm-started factors: the added weeks move the factors little. Measured on
@@ -54,17 +55,28 @@ def fit_signals(
     threads: int = 0,
     progress: bool = False,
     warm_start: FactorScorer | None = None,
+    feedback: Feedback | None = None,
 ) -> Signals:
     """Fit every signal on ``events`` (which must all precede ``as_of``).
 
     ``warm_start``: factors fitted on a prefix of the same log (same vocabularies) to start ALS
-    from; see :func:`fit_factors`.
+    from; see :func:`fit_factors`. ``feedback``: weighted events (clicks, carts, views) whose
+    part before ``as_of`` joins the factor and similarity inputs, never the purchase history.
+    A feedback weight w adds w times a typical purchase's confidence, the unit the session
+    fold-in uses online.
     """
     history = PurchaseHistory.from_interactions(events)
     popularity = _distinct_customers(history.counts)
     trend_start = as_of - params.fusion.trend_days * SECONDS_PER_DAY
     trending = _distinct_customers(weigh(events.between(trend_start, as_of), Weighting.COUNT))
     matrix = InteractionMatrix.from_interactions(events, params.factors.weighting, as_of=as_of)
+    scale = float(np.median(matrix.user_items.data)) if matrix.user_items.nnz else 1.0
+    extra = similarity_input = None
+    if feedback is not None:
+        weighted = feedback.matrix(as_of)
+        own, extra = weighted[: feedback.n_users], weighted[feedback.n_users :] * scale
+        matrix = InteractionMatrix(events.users, events.items, matrix.user_items + own * scale)
+        similarity_input = sp.vstack([history.counts, sp.csr_matrix(extra.shape)]) + weighted
     factors = fit_factors(
         matrix,
         params.factors,
@@ -72,11 +84,14 @@ def fit_signals(
         threads=threads,
         progress=progress,
         warm_start=warm_start,
+        extra_rows=extra,
     )
     knn = fit_item_knn(
-        InteractionMatrix(events.users, events.items, history.counts), params.knn, threads=threads
+        InteractionMatrix(events.users, events.items, history.counts),
+        params.knn,
+        threads=threads,
+        similarity_input=similarity_input,
     )
-    scale = float(np.median(matrix.user_items.data)) if matrix.user_items.nnz else 1.0
     return Signals(as_of, history, popularity, trending, factors, knn, scale)
 
 
@@ -88,14 +103,20 @@ def fit_factors(
     threads: int = 0,
     progress: bool = False,
     warm_start: FactorScorer | None = None,
+    extra_rows: sp.csr_matrix | None = None,
 ) -> FactorScorer:
     """ALS or BPR on the users x items matrix (the orientation implicit >= 0.5 expects).
+
+    ``extra_rows``: other people's rows (anonymous visitors) fitted below the users and then
+    dropped: they shape the item factors only. Warm-started, they start from zero (ALS solves
+    the user side first, from the item factors).
 
     ALS started from ``warm_start`` (factors of the same users and items, fitted on a prefix of
     this log) needs only :data:`WARM_START_ITERATIONS` sweeps: the final refit after the
     validation fit starts from that fit's factors instead of from noise. BPR ignores it.
     """
     model: AlternatingLeastSquares | BayesianPersonalizedRanking
+    n_extra = 0 if extra_rows is None else extra_rows.shape[0]
     # implicit parallelises itself; BLAS threads on top of that only oversubscribe the cores
     # (implicit checks this when the model is built, so the limit covers construction too).
     with threadpool_limits(1, "blas"):
@@ -115,7 +136,9 @@ def fit_factors(
                 ):
                     raise ValueError("warm-start factors do not fit the matrix and parameters")
                 # implicit solves in place and initialises only factors that are still None.
-                model.user_factors = warm_start.user_factors.copy()
+                model.user_factors = np.vstack(
+                    [warm_start.user_factors, np.zeros((n_extra, params.factors), np.float32)]
+                )
                 model.item_factors = warm_start.item_factors.copy()
         else:
             model = BayesianPersonalizedRanking(
@@ -126,18 +149,29 @@ def fit_factors(
                 random_state=seed,
                 num_threads=threads,
             )
-        model.fit(matrix.user_items, show_progress=progress)
+        user_items = matrix.user_items
+        if n_extra:
+            user_items = sp.vstack([user_items, extra_rows], format="csr", dtype=np.float32)
+        model.fit(user_items, show_progress=progress)
     return FactorScorer(
-        np.ascontiguousarray(model.user_factors, dtype=np.float32),
+        np.ascontiguousarray(model.user_factors[: matrix.shape[0]], dtype=np.float32),
         np.ascontiguousarray(model.item_factors, dtype=np.float32),
     )
 
 
 def fit_item_knn(
-    matrix: InteractionMatrix, params: KnnParams, *, threads: int = 0
+    matrix: InteractionMatrix,
+    params: KnnParams,
+    *,
+    threads: int = 0,
+    similarity_input: sp.csr_matrix | None = None,
 ) -> ItemKnnScorer:
-    """Item-item similarities (top ``neighbours`` per item) with implicit."""
-    counts = matrix.user_items
+    """Item-item similarities (top ``neighbours`` per item) with implicit.
+
+    ``similarity_input``: what the similarities are learned from when it is more than the
+    users' purchases (weighted events, visitors' rows); users are still scored on their own.
+    """
+    counts = sp.csr_matrix(matrix.user_items if similarity_input is None else similarity_input)
     # The same weighting implicit's BM25/Cosine recommenders apply, done here so the kernel gets
     # CSR (implicit hands it COO and warns about its own conversion).
     if params.similarity == "bm25":

@@ -13,6 +13,7 @@ from sklearn.linear_model import LogisticRegression
 
 from engine.matrix import SECONDS_PER_DAY, Interactions
 from engine.models import FEATURES, RepeatAwareScorer
+from training.events.feedback import Feedback
 from training.fit import Signals, fit_signals
 from training.params import ModelParams
 
@@ -33,6 +34,7 @@ def fit_repeat_aware(
     as_of: int,
     threads: int = 0,
     progress: bool = False,
+    feedback: Feedback | None = None,
 ) -> tuple[Signals, dict[str, float]]:
     """Fit signals on all ``events`` and fusion weights on their final validation window."""
     days = params.fusion.validation_days
@@ -53,7 +55,9 @@ def fit_repeat_aware(
             f"no customer bought both before and within the last {params.fusion.validation_days} "
             "days of the training data: the log is too short to fit the repeat-aware weights"
         )
-    validation = fit_signals(earlier, params, as_of=start, threads=threads, progress=progress)
+    validation = fit_signals(
+        earlier, params, as_of=start, threads=threads, progress=progress, feedback=feedback
+    )
     weights = fit_weights(validation.scorer(), users, _bought(window), as_of=start, params=params)
     final = fit_signals(
         events,
@@ -62,6 +66,7 @@ def fit_repeat_aware(
         threads=threads,
         progress=progress,
         warm_start=validation.factors,
+        feedback=feedback,
     )
     return final, weights
 

@@ -18,6 +18,7 @@ from training.baskets import basket_pairs
 from training.crm.segments import Segments, compute_segments
 from training.dataset import interactions_from_table, item_metadata
 from training.evaluate import Evaluation, evaluate
+from training.events.feedback import EventInput
 from training.fit import Signals
 from training.fusion import fit_repeat_aware
 from training.logs import PurchaseLog
@@ -45,23 +46,39 @@ def train_model(
     threads: int = 0,
     progress: bool = False,
     say: Callable[[str], None] = lambda _: None,
+    event_input: EventInput | None = None,
+    evaluation: Evaluation | None = None,
 ) -> TrainResult:
-    """Evaluate on a hold-out, refit on the whole log, write the artifact and publish it."""
+    """Evaluate on a hold-out, refit on the whole log, write the artifact and publish it.
+
+    ``event_input``: exported events; their purchases join the log, the rest is feedback.
+    ``evaluation``: one the caller already ran (a retrain's comparison), recorded as is.
+    """
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
-    events = interactions_from_table(log.table)
-    evaluation = None
-    if run_evaluation:
+    if event_input is not None:
+        log = event_input.with_log(log)
+    events = interactions_from_table(
+        log.table, None if event_input is None else event_input.item_ids()
+    )
+    feedback = None if event_input is None else event_input.encode(events.users, events.items)
+    if run_evaluation and evaluation is None:
         say(f"evaluating on the last {holdout_days} days held out ...")
         evaluation = evaluate(
-            events, params, holdout_days=holdout_days, k=k, threads=threads, progress=progress
+            events,
+            params,
+            holdout_days=holdout_days,
+            k=k,
+            threads=threads,
+            progress=progress,
+            feedback=feedback,
         )
         seconds["evaluate"] = time.perf_counter() - clock
     clock = time.perf_counter()
     say("fitting on the whole log ...")
     as_of = int(events.time.max()) + 1
     signals, weights = fit_repeat_aware(
-        events, params, as_of=as_of, threads=threads, progress=progress
+        events, params, as_of=as_of, threads=threads, progress=progress, feedback=feedback
     )
     seconds["fit"] = time.perf_counter() - clock
     clock = time.perf_counter()
@@ -69,6 +86,8 @@ def train_model(
     manifest = _manifest(log, params, weights, as_of, evaluation, holdout_days, k, seconds)
     manifest["confidence_scale"] = signals.confidence_scale
     manifest["segments"] = segments.to_manifest()
+    if event_input is not None:
+        manifest["events"] = event_input.report
     arrays = _arrays(log, events, signals, params, segments)
     path = write_artifact(models_dir, arrays, manifest)
     version = path.name
