@@ -405,7 +405,9 @@ def _load_npy(path: Path, entry: dict[str, Any], *, verify: bool) -> np.ndarray:
             f"{path}: header says {arr.dtype.str} {list(arr.shape)}, "
             f"manifest says {entry['dtype']} {entry['shape']}"
         )
-    return arr
+    # A plain ndarray over the same mapping (kept alive as its base): the np.memmap subclass
+    # costs microseconds on every operation and gather of the per-request hot path.
+    return arr.view(np.ndarray)
 
 
 # --- shared ------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from engine.kernels import top_allowed
 from engine.model import Model
 from engine.models.repeat_aware import session_strength
 from engine.profiles import Profile, RecentEvent
@@ -105,6 +106,15 @@ class Recommender:
             np.asarray(column).view(np.ndarray)
             for column in (model.items.ids, model.description, model.category, model.price)
         )
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Compile the kernels for this model's arrays, and page those in, before any request."""
+        item = str(self.model.items.ids[int(np.argmax(self.model.scorer.popularity))])
+        visitor = Profile(visitor_id="warm-up", recent=(RecentEvent(item, "view", 0.0),))
+        self.recommend(Query(k=1, explain=False), visitor, now=0.0)
+        self.similar(item, 1)
+        self.trending(1)
 
     @property
     def version(self) -> str:
@@ -187,11 +197,9 @@ class Recommender:
         return Recommendations(
             items=[
                 self._item(
-                    i,
-                    float(scores[i]),
-                    "" if explain is None else "featured" if i in pinned else explain(i),
+                    i, score, "" if explain is None else "featured" if i in pinned else explain(i)
                 )
-                for i in picked
+                for i, score in zip(picked, scores[picked].tolist(), strict=True)
             ],
             strategy=strategy,
             model_version=model.version,
@@ -408,17 +416,7 @@ class _Explainer:
 def _top(scores: np.ndarray, allowed: np.ndarray, n: int) -> list[int]:
     """Indices of the ``n`` best allowed scores, best first, equal scores by index: the top
     ``n`` is always the start of the top ``n + m``, so the pages of one ranking agree."""
-    candidates = np.flatnonzero(allowed)
-    if n <= 0 or len(candidates) == 0:
-        return []
-    values = scores[candidates]
-    if n < len(candidates):
-        # Keep everything tied with the n-th best value: which of them make the cut is decided
-        # by index below, not by where argpartition happens to leave them.
-        cut = np.partition(values, len(values) - n)[len(values) - n]
-        keep = values >= cut
-        candidates, values = candidates[keep], values[keep]
-    return candidates[np.lexsort((candidates, -values))][:n].tolist()
+    return top_allowed(scores, allowed, n).tolist() if n > 0 else []
 
 
 def _diversify(ranked: list[int], categories: np.ndarray, cap: int | None, n: int) -> list[int]:

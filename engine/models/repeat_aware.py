@@ -15,6 +15,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from engine.kernels import add_unit_range, weighted_row_sum
 from engine.matrix import SECONDS_PER_DAY, PurchaseHistory
 from engine.models.collaborative import FactorScorer, ItemKnnScorer
 
@@ -172,30 +173,17 @@ class RepeatAwareScorer:
             recency = np.exp2(-age_days / SECONDS_PER_DAY / RECENCY_HALF_LIFE_DAYS)
             scores[bought] += w[0] * np.log1p(n_bought) + w[1] + w[2] * recency
         if len(session_items):
-            session = _unit_range(factors @ session_vector.astype(np.float32))
-            session += _unit_range(self._knn_gather(session_items, session_weights))
-            scores += (strength / 2.0) * session
+            # Each term scaled to [0, 1], worth half the session's strength.
+            add_unit_range(scores, factors @ session_vector.astype(np.float32), strength / 2.0)
+            add_unit_range(scores, self._knn_gather(session_items, session_weights), strength / 2.0)
         return scores
 
     def _knn_gather(self, items: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """sum_i weights_i * similarity[items_i, :] as a dense row."""
         similarity = self.knn.similarity
-        starts = similarity.indptr[items]
-        lengths = similarity.indptr[items + 1] - starts
-        total = int(lengths.sum())
-        if total == 0:
-            return np.zeros(self.n_items, dtype=np.float32)
-        if total > similarity.nnz // 8:
-            # A long history touches much of the matrix: one sparse product is cheaper.
-            dense = np.zeros(self.n_items, dtype=np.float32)
-            dense[items] = weights
-            return np.asarray(similarity.T @ dense, dtype=np.float32)
-        # Positions of every entry of the selected rows, without a Python loop.
-        offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
-        positions = np.arange(total) + offsets
-        contributions = similarity.data[positions] * np.repeat(weights, lengths)
-        summed = np.bincount(similarity.indices[positions], contributions, self.n_items)
-        return summed.astype(np.float32)
+        return weighted_row_sum(
+            similarity.indptr, similarity.indices, similarity.data, items, weights, self.n_items
+        )
 
     def _history_entries(
         self, users: np.ndarray, as_of: int
@@ -224,11 +212,3 @@ def session_strength(prior: np.ndarray) -> float:
 def _scaled_to_max(values: np.ndarray) -> np.ndarray:
     top = float(values.max(initial=0.0))
     return values / top if top > 0 else values
-
-
-def _unit_range(values: np.ndarray) -> np.ndarray:
-    """Scale to [0, 1] (all zeros when the values are constant)."""
-    low, high = float(values.min()), float(values.max())
-    if high <= low:
-        return np.zeros_like(values)
-    return (values - low) / (high - low)

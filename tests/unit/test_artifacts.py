@@ -71,7 +71,9 @@ def test_round_trip_preserves_values_and_dtypes_as_memmaps(tmp_path: Path) -> No
     assert set(art.arrays) == set(arrays)
     for name, expected in arrays.items():
         got = art.arrays[name]
-        assert isinstance(got, np.memmap)
+        # Memory-mapped (served as a plain ndarray over the mapping), not read into memory.
+        assert type(got) is np.ndarray
+        assert isinstance(got.base, np.memmap)
         assert got.dtype == expected.dtype
         np.testing.assert_array_equal(got, expected)
         assert not got.flags.writeable
