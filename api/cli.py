@@ -8,9 +8,11 @@ the environment is what they all inherit, so every worker serves the same config
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
-from collections.abc import Callable, Mapping, MutableMapping, Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,10 @@ KEEP_ALIVE_SECONDS = 65
 
 # No "trace": at that level uvicorn logs every ASGI message, request headers (API keys) included.
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+# prometheus_client's multiprocess switch (api/metrics.py). Named here rather than imported:
+# the variable must be set before any process imports prometheus_client.
+METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 
 @dataclass(frozen=True)
@@ -104,6 +110,9 @@ def plan(
         if name not in base:
             given[name] = "1"
     settings = _settings({**base, **given})
+    metrics_dir = base.get(METRICS_DIR_VARIABLE)
+    if workers > 1 and metrics_dir is not None and not Path(metrics_dir).is_dir():
+        raise ValueError(f"{METRICS_DIR_VARIABLE}={metrics_dir} is not a directory")
     warnings = []
     if current_version(settings.models_dir) is None:
         warnings.append(
@@ -185,8 +194,35 @@ def run(
         import uvicorn
 
         runner = uvicorn.run
-    runner(APP_FACTORY, **serve_plan.uvicorn)
+    with _shared_metrics(target, serve_plan.uvicorn["workers"]):
+        runner(APP_FACTORY, **serve_plan.uvicorn)
     return 0
+
+
+@contextlib.contextmanager
+def _shared_metrics(environ: MutableMapping[str, str], workers: int) -> Iterator[None]:
+    """With several workers, a directory where each one writes its metrics, so that /metrics
+    in any of them reports all (prometheus_client's multiprocess mode, api/metrics.py).
+
+    A private temporary directory unless ``PROMETHEUS_MULTIPROC_DIR`` names one (then its
+    ``*.db`` files, left by an earlier run, are removed first: they would be summed in). One
+    worker runs inside this process and keeps its metrics in memory.
+    """
+    if workers == 1:
+        yield
+        return
+    given = environ.get(METRICS_DIR_VARIABLE)
+    if given is not None:
+        for stale in Path(given).glob("*.db"):
+            stale.unlink()
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="personalize-metrics-") as folder:
+        environ[METRICS_DIR_VARIABLE] = folder
+        try:
+            yield
+        finally:
+            del environ[METRICS_DIR_VARIABLE]
 
 
 def serve(

@@ -1,20 +1,36 @@
-"""Prometheus metrics of one app, in a registry of its own.
+"""Prometheus metrics of one app, in a registry of its own, or summed over every worker.
 
 A per-app :class:`~prometheus_client.CollectorRegistry` (not the global one) lets tests and
-benchmarks build many apps in one process without "duplicated timeseries" errors. With several
-uvicorn workers each worker exposes its own numbers; the scraper tells them apart by instance.
+benchmarks build many apps in one process without "duplicated timeseries" errors.
+
+Under ``personalize serve`` the workers share one port, so a scrape reaches whichever worker
+accepts it: each worker's own counters would make every scrape tell a different story. There
+``PROMETHEUS_MULTIPROC_DIR`` is set (``serve`` makes the directory) and prometheus_client's
+multiprocess mode applies: every worker writes its values to memory-mapped files in that
+directory, and ``/metrics`` in any worker reads them all. Counters and histograms are summed
+over workers, dead ones included (a restarted worker must not make a counter go down); the
+model version is reported per live worker (a ``pid`` label), so a rollout shows which workers
+serve which version.
 """
 
 from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
-    Info,
     generate_latest,
+    multiprocess,
 )
+
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own switch
+_LIVE_GAUGE_FILE = re.compile(r"gauge_live[a-z]+_(\d+)\.db")
 
 # Recommendations take well under a millisecond to score; the tail is set by the store round trip.
 _LATENCY_BUCKETS = (
@@ -69,7 +85,15 @@ class ApiMetrics:
             ("route",),
             registry=r,
         )
-        self.model = Info("personalize_model", "The model version being served.", registry=r)
+        self.model = Gauge(
+            "personalize_model_info",
+            "1 for the model version being served, 0 for versions served before (one series "
+            "per live worker under `personalize serve`: the pid label).",
+            ("version",),
+            registry=r,
+            multiprocess_mode="liveall",
+        )
+        self._version: str | None = None
         self.model_reloads = Counter(
             "personalize_model_reloads",
             "Model reload attempts by outcome (reloaded, unchanged, failed).",
@@ -78,7 +102,40 @@ class ApiMetrics:
         )
 
     def set_model_version(self, version: str | None) -> None:
-        self.model.info({"version": version or ""})
+        # Set to 0, not removed: prometheus_client cannot remove a series in multiprocess mode.
+        label = version or ""  # "": no model loaded yet
+        if self._version not in (None, label):
+            self.model.labels(self._version).set(0)
+        self.model.labels(label).set(1)
+        self._version = label
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        folder = os.environ.get(MULTIPROCESS_ENV)
+        if not folder:
+            return generate_latest(self.registry)
+        forget_dead_workers(Path(folder))
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged, path=folder)
+        return generate_latest(merged)
+
+
+def forget_dead_workers(folder: Path) -> None:
+    """Drop the per-worker series (the model version) of workers that are gone.
+
+    uvicorn restarts a worker that dies but tells nobody, so the scrape does the bookkeeping
+    gunicorn's ``child_exit`` hook would: a worker's live-gauge file goes once its pid does.
+    """
+    for path in folder.glob("gauge_live*.db"):
+        match = _LIVE_GAUGE_FILE.fullmatch(path.name)
+        if match and not _alive(int(match.group(1))):
+            multiprocess.mark_process_dead(int(match.group(1)), str(folder))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True

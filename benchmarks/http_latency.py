@@ -32,7 +32,9 @@ charged to every request it delays). At saturation a request's latency is mostly
 the others in flight (p99 about concurrency x service time), so it restates capacity; the
 fixed-rate run is the latency a page sees. Reported per case and run: p50, p90 and p99 latency,
 throughput, errors (non-2xx or exceptions), and against the floor of the same method and worker
-count the throughput ratio and the p99 difference.
+count the throughput ratio and the p99 difference; then, for every case run with 1 and with 2
+workers, the two throughputs side by side with the floor's (2 workers / 1 worker: what a second
+worker buys when client and server share the cores).
 Client and server share the machine's cores (2 on the reference machine), so the client's own
 CPU time is in every figure: absolute numbers are pessimistic; the ratios are what to compare.
 """
@@ -172,6 +174,26 @@ def compare(rows: list[dict[str, Any]]) -> None:
                 )
 
 
+def worker_scaling(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Throughput with 1 and with 2 workers for each case measured with both, beside the floor's
+    for the same method (the floor shows what a second worker can buy on this machine)."""
+    by_case = {(row["server"], row["case"], row["workers"]): row for row in rows}
+    floors = {(row["method"], row["workers"]): row for row in rows if row["server"] == "floor"}
+    out = []
+    for (server, case, workers), one in by_case.items():
+        two = by_case.get((server, case, 2))
+        if workers != 1 or two is None:
+            continue
+        entry = {"server": server, "case": case,
+                 "rps_1": one["throughput_rps"], "rps_2": two["throughput_rps"],
+                 "ratio": two["throughput_rps"] / one["throughput_rps"]}  # fmt: skip
+        floor_1, floor_2 = (floors.get((one["method"], n)) for n in (1, 2))
+        if server != "floor" and floor_1 and floor_2:
+            entry["floor_ratio"] = floor_2["throughput_rps"] / floor_1["throughput_rps"]
+        out.append(entry)
+    return out
+
+
 def run(
     models: Path, work: Path, spec: LoadSpec = LoadSpec(), *, large: bool = True
 ) -> dict[str, Any]:
@@ -228,6 +250,7 @@ def run(
             "load_generator": "benchmarks.loadgen (asyncio streams, uvloop)",
         },
         "cases": rows,
+        "worker_scaling": worker_scaling(rows),
     }
 
 
@@ -251,6 +274,12 @@ def print_table(result: dict[str, Any]) -> None:
               f"| {' ' * 12}{at_text}")  # fmt: skip
         if row["errors"]:
             print(f"        errors: {row['error_kinds']}")
+    print(f"\n{'server':<18} {'case':<30} {'1 w req/s':>9} {'2 w req/s':>9} {'2w/1w':>6} "
+          f"{'floor 2w/1w':>11}")  # fmt: skip
+    for entry in result.get("worker_scaling", []):
+        floor = f"{entry['floor_ratio']:11.2f}" if "floor_ratio" in entry else ""
+        print(f"{entry['server']:<18} {entry['case']:<30} {entry['rps_1']:9.0f} "
+              f"{entry['rps_2']:9.0f} {entry['ratio']:6.2f} {floor}")  # fmt: skip
 
 
 def main() -> None:

@@ -12,13 +12,17 @@
   which says where the bytes go. Global keys (idempotency markers, stream, trending) are
   reported apart: limits bound them, not visitors. ``--quick`` replays the first 200 users only.
 * ``workers``: ``personalize serve --workers 2 --redis-url ...`` on the model (``--models``, or
-  one trained on the shared Online Retail log), and, unless ``--quick``, on the same model with
-  its catalog tiled 28 times (~100k items), where the factor matrices are large enough to see.
-  After a few hundred recommendation requests (known customers, so every worker scores with the
-  factors), each worker's ``/proc/<pid>/smaps_rollup`` (Rss, Pss, shared and private pages) and
-  the ``item_factors.npy`` / ``user_factors.npy`` mappings in ``/proc/<pid>/smaps``: Pss about
-  Rss / 2 with two workers means the mapped pages are shared, not copied. Workers are found as
-  the uvicorn master's descendants (``/proc/<pid>/task/*/children``) that map the factors.
+  one trained on the shared Online Retail log), and, unless ``--quick``, with 1, 2 and 4 workers
+  on the same model with its catalog tiled 28 times (~100k items), where the arrays are large
+  enough to see. After a few hundred recommendation requests (known customers, so every worker
+  scores with the factors), each worker's ``/proc/<pid>/smaps_rollup`` (Rss, Pss, shared and
+  private pages) and the ``item_factors.npy`` / ``user_factors.npy`` mappings in
+  ``/proc/<pid>/smaps``: Pss about Rss / 2 with two workers means the mapped pages are shared,
+  not copied. Workers are the processes that map the factors: the ``serve`` process itself with
+  one worker, else its descendants (``/proc/<pid>/task/*/children``). The scaling summary says
+  what each worker past the first costs: its private pages (anonymous memory: the interpreter,
+  the libraries' heaps and what the model builds per process, such as the id -> row maps and
+  the item rows) against the model's size on disk, which the workers share.
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ REPLAY_BATCH = 1000
 TARGET_BYTES = 1024
 PIPELINE = 1000  # Redis commands per round trip when inspecting keys
 DEFAULT_JSON = REPO / "benchmarks" / "results" / "memory.json"
+SCALING_WORKERS = (1, 2, 4)  # worker counts measured on the ~100k-item catalog
 
 # --- Redis bytes per visitor ----------------------------------------------------------------
 
@@ -249,10 +254,12 @@ def serve_master(port: int) -> int:
     raise RuntimeError(f"no personalize serve process for port {port}")
 
 
-def workers_of(port: int) -> list[int]:
-    """Descendants of the master that map the factor files: the uvicorn workers."""
+def workers_of(port: int, workers: int) -> list[int]:
+    """The processes that map the factor files: the master itself when it is the one worker,
+    else its descendants (the uvicorn workers)."""
+    master = serve_master(port)
     found = []
-    for pid in descendants(serve_master(port)):
+    for pid in [master] if workers == 1 else descendants(master):
         try:
             if FACTOR_FILES[0] in Path(f"/proc/{pid}/maps").read_text():
                 found.append(pid)
@@ -282,9 +289,9 @@ def worker_memory(models: Path, url: str, work: Path, name: str, workers: int = 
 
     with engine_server(models, port, work / f"{name}.log", url, workers=workers):
         pids: list[int] = []
-        for _round in range(20):  # both workers load the model and serve: bounded wait
+        for _round in range(20):  # every worker loads the model and serves: bounded wait
             stats = loadgen.run(loadgen.load(HOST, port, request, 200, 8, time.monotonic() + 30))
-            pids = workers_of(port)
+            pids = workers_of(port, workers)
             served = all(factor_mappings(p).get(FACTOR_FILES[1], {}).get("Rss") for p in pids)
             if len(pids) == workers and served and stats["errors"] == 0:
                 break
@@ -294,11 +301,42 @@ def worker_memory(models: Path, url: str, work: Path, name: str, workers: int = 
         per_worker = [{"pid": pid, "smaps_rollup": rollup(pid), "factors": factor_mappings(pid)}
                       for pid in pids]  # fmt: skip
         ours = FACTOR_FILES[0] in Path("/proc/self/maps").read_text()
+    version = models / "current"
     return {
         "models": str(models),
+        "model_bytes": sum(f.stat().st_size for f in version.iterdir()),
+        "factor_bytes": sum((version / f).stat().st_size for f in FACTOR_FILES),
         "factor_shapes": shapes,
         "workers": per_worker,
         "bench_process_maps_factors": ours,
+    }
+
+
+def private(rollup_: dict[str, int]) -> int:
+    """Pages no other process maps: what this process alone adds to the machine's memory."""
+    return rollup_["Private_Clean"] + rollup_["Private_Dirty"]
+
+
+def worker_scaling(runs: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """Per worker count: the workers' summed Pss (shared pages split between their sharers) and
+    what each worker past the first added to it, against the model's size on disk."""
+    first = runs[min(runs)]
+    total_one = sum(w["smaps_rollup"]["Pss"] for w in first["workers"])
+    rows = []
+    for n, entry in sorted(runs.items()):
+        rolls = [w["smaps_rollup"] for w in entry["workers"]]
+        total = sum(r["Pss"] for r in rolls)
+        rows.append({
+            "workers": n,
+            "pss_total": total,
+            "pss_per_extra_worker": (total - total_one) / (n - 1) if n > 1 else None,
+            "rss_mean": float(np.mean([r["Rss"] for r in rolls])),
+            "private_mean": float(np.mean([private(r) for r in rolls])),
+        })  # fmt: skip
+    return {
+        "model_bytes": first["model_bytes"],
+        "factor_bytes": first["factor_bytes"],
+        "rows": rows,
     }
 
 
@@ -325,7 +363,11 @@ def run(
         result["workers"]["model"] = worker_memory(models, url, work, "model")
         if not quick:
             tiled = tiled_catalog(models, work / "tiled", copies=28)
-            result["workers"]["tiled_catalog"] = worker_memory(tiled, url, work, "tiled")
+            runs = {n: worker_memory(tiled, url, work, f"tiled-{n}", workers=n)
+                    for n in SCALING_WORKERS}  # fmt: skip
+            for n, entry in runs.items():
+                result["workers"][f"tiled_catalog, {n} worker{'s' if n > 1 else ''}"] = entry
+            result["worker_scaling"] = worker_scaling(runs)
     return result
 
 
@@ -354,6 +396,16 @@ def print_report(result: dict[str, Any]) -> None:
                 print(f"    {file}: Size {m.get('Size', 0) / 2**20:.2f} MiB  "
                       f"Rss {m.get('Rss', 0) / 2**20:.2f}  Pss {m.get('Pss', 0) / 2**20:.2f}  "
                       f"Shared_Clean {m.get('Shared_Clean', 0) / 2**20:.2f}")  # fmt: skip
+    scaling = result.get("worker_scaling")
+    if scaling:
+        print(f"workers on the ~100k-item catalog: model {scaling['model_bytes'] / 2**20:.1f} "
+              f"MiB on disk, factors {scaling['factor_bytes'] / 2**20:.1f} MiB")  # fmt: skip
+        for row in scaling["rows"]:
+            extra = row["pss_per_extra_worker"]
+            print(f"  {row['workers']} worker(s): Pss total {row['pss_total'] / 2**20:7.1f} MiB  "
+                  f"per extra worker {'-' if extra is None else f'{extra / 2**20:.1f}':>6} MiB  "
+                  f"Rss mean {row['rss_mean'] / 2**20:.1f}  "
+                  f"private mean {row['private_mean'] / 2**20:.1f}")  # fmt: skip
 
 
 def main() -> None:

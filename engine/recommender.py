@@ -97,19 +97,15 @@ class Recommender:
         self.segment_names = frozenset(str(name) for name in np.unique(model.segments))
         self._trending_rank = np.log1p(model.trending_scores)
         self._session_strength = session_strength(self._trending_rank)
-        # Python objects per item, built once: reading a memory-mapped string array element by
-        # element costs more per page of results than ranking the whole catalog.
-        prices = model.price.astype(np.float64)
-        self._rows: list[tuple[str, str, str, float | None]] = [
-            (str(item), str(description), str(category), None if math.isnan(price) else price)
-            for item, description, category, price in zip(
-                model.items.ids.tolist(),
-                model.description.tolist(),
-                model.category.tolist(),
-                prices.tolist(),
-                strict=True,
-            )
-        ]
+        # The item columns as plain arrays over the memory-mapped pages every worker shares; a
+        # row is read when it is returned (``.item()`` on a plain array: under a microsecond
+        # per item, np.memmap's own indexing costs 3x that). Python objects for every item,
+        # built here, would cost each worker about 300 B per item: 29 MB at 100k items, half
+        # the model's size on disk (``python -m benchmarks.memory``).
+        self._ids, self._descriptions, self._categories, self._prices = (
+            np.asarray(column).view(np.ndarray)
+            for column in (model.items.ids, model.description, model.category, model.price)
+        )
         self._warm_up()
 
     def _warm_up(self) -> None:
@@ -126,7 +122,7 @@ class Recommender:
 
     def catalog(self, offset: int, k: int) -> list[tuple[str, str, str, float | None]]:
         """One page of (item id, description, category, price), best-selling first."""
-        return [self._rows[i] for i in self._best_selling[offset : offset + k].tolist()]
+        return [self._row(i) for i in self._best_selling[offset : offset + k].tolist()]
 
     @functools.cached_property
     def _best_selling(self) -> np.ndarray:
@@ -348,8 +344,18 @@ class Recommender:
         support = float(model.together.data[lo + where])
         return support * model.baskets / float(model.item_baskets[a] * model.item_baskets[b])
 
+    def _row(self, index: int) -> tuple[str, str, str, float | None]:
+        # .item() of a unicode array is a str, of a float array a float: no conversions.
+        price = self._prices.item(index)
+        return (
+            self._ids.item(index),
+            self._descriptions.item(index),
+            self._categories.item(index),
+            None if math.isnan(price) else price,
+        )
+
     def _item(self, index: int, score: float, reason: str) -> Recommended:
-        item_id, description, category, price = self._rows[index]
+        item_id, description, category, price = self._row(index)
         return Recommended(item_id, score, reason, description, category, price)
 
 
