@@ -23,6 +23,7 @@ from engine.model import load_model
 from engine.profiles import Profile
 from engine.recommender import Query, Recommender
 from training.dataset import interactions_from_table
+from training.device import resolve_device
 from training.evaluate import evaluate, format_table
 from training.logs import PRESETS, PurchaseLog, read_purchase_log, resolve_format
 from training.params import BasketParams, FactorParams, FusionParams, KnnParams, ModelParams
@@ -190,11 +191,17 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("-k", "--k", dest="k", type=int, help="metrics at k (default 10)")
     p.add_argument("--threads", type=int, help="fitting threads, 0 = all cores (default 0)")
+    p.add_argument(
+        "--device",
+        choices=["auto", "cpu", "gpu"],
+        help="where ALS is fitted: auto = a CUDA GPU if implicit sees one, else the CPU; "
+        "gpu without one is an error (env PERSONALIZE_DEVICE; default auto)",
+    )
     p.add_argument("--quiet", action="store_true", default=None, help="no progress output")
 
 
 def _settings(args: argparse.Namespace) -> TrainerSettings:
-    fields = ("models_dir", "holdout_days", "k", "threads", "quiet")
+    fields = ("models_dir", "holdout_days", "k", "threads", "device", "quiet")
     given = {f: getattr(args, f) for f in fields if getattr(args, f, None) is not None}
     try:
         return TrainerSettings(**given)
@@ -245,6 +252,7 @@ def _read(args: argparse.Namespace, settings: TrainerSettings) -> PurchaseLog:
 
 def _train(args: argparse.Namespace, settings: TrainerSettings) -> int:
     params = _params(args)
+    resolve_device(settings.device)  # a missing GPU fails before the log is read
     log = _read(args, settings)
     _say(settings, log.report.format_table())
     result = train_model(
@@ -257,6 +265,7 @@ def _train(args: argparse.Namespace, settings: TrainerSettings) -> int:
         publish_model=not args.no_publish,
         threads=settings.threads,
         progress=_progress(settings),
+        device=settings.device,
         say=lambda line: _say(settings, line),
     )
     if result.evaluation is not None:
@@ -270,6 +279,7 @@ def _train(args: argparse.Namespace, settings: TrainerSettings) -> int:
 
 def _evaluate(args: argparse.Namespace, settings: TrainerSettings) -> int:
     params = _params(args)
+    resolve_device(settings.device)
     log = _read(args, settings)
     evaluation = evaluate(
         interactions_from_table(log.table),
@@ -278,6 +288,7 @@ def _evaluate(args: argparse.Namespace, settings: TrainerSettings) -> int:
         k=settings.k,
         threads=settings.threads,
         progress=_progress(settings),
+        device=settings.device,
     )
     if args.json:
         out = {**evaluation.to_dict(), "data": log.report.to_dict(), "weights": evaluation.weights}

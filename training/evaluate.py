@@ -21,6 +21,7 @@ import scipy.sparse as sp
 from engine.matrix import SECONDS_PER_DAY, Interactions, PurchaseHistory
 from engine.models import BuyAgainScorer, PopularityScorer, Scorer
 from engine.scoring import top_k
+from training.device import Device
 from training.fusion import fit_repeat_aware
 from training.metrics import ranking_metrics
 from training.params import ModelParams
@@ -77,11 +78,12 @@ def evaluate(
     k: int = 10,
     threads: int = 0,
     progress: bool = False,
+    device: Device = "auto",
 ) -> Evaluation:
     """Fit on the period before the hold-out and score the default model and every baseline."""
     split = HoldoutSplit.last_days(events, holdout_days)
     signals, weights = fit_repeat_aware(
-        split.train, params, as_of=split.cut, threads=threads, progress=progress
+        split.train, params, as_of=split.cut, threads=threads, progress=progress, device=device
     )
     scorers: Mapping[str, Scorer] = {
         "popularity": PopularityScorer(signals.popularity),

@@ -18,6 +18,7 @@ from engine.matrix import (
     PurchaseHistory,
 )
 from engine.models import FactorScorer, ItemKnnScorer, RepeatAwareScorer
+from training.device import Device, resolve_device
 from training.params import FactorParams, KnnParams, ModelParams
 
 # ALS sweeps from warm-started factors: the added weeks move the factors little (measured on
@@ -51,6 +52,7 @@ def fit_signals(
     threads: int = 0,
     progress: bool = False,
     warm_start: FactorScorer | None = None,
+    device: Device = "auto",
 ) -> Signals:
     """Fit every signal on ``events`` (which must all precede ``as_of``).
 
@@ -71,6 +73,7 @@ def fit_signals(
         threads=threads,
         progress=progress,
         warm_start=warm_start,
+        device=device,
     )
     knn = fit_item_knn(
         InteractionMatrix(events.users, events.items, history.counts), params.knn, threads=threads
@@ -87,13 +90,17 @@ def fit_factors(
     threads: int = 0,
     progress: bool = False,
     warm_start: FactorScorer | None = None,
+    device: Device = "auto",
 ) -> FactorScorer:
     """ALS or BPR on the users x items matrix (the orientation implicit >= 0.5 expects).
 
     ALS started from ``warm_start`` (factors of the same users and items, fitted on a prefix of
     this log) needs only :data:`WARM_START_ITERATIONS` sweeps: the final refit after the
     validation fit starts from that fit's factors instead of from noise. BPR ignores it.
+    On ``device`` gpu (see :mod:`training.device`) the model is fitted by implicit's CUDA
+    build and copied back, so the factors are the same float32 arrays either way.
     """
+    gpu = resolve_device(device) == "gpu"
     model: AlternatingLeastSquares | BayesianPersonalizedRanking
     # implicit parallelises itself; BLAS threads on top of that only oversubscribe the cores
     # (implicit checks this when the model is built, so the limit covers construction too).
@@ -125,7 +132,11 @@ def fit_factors(
                 random_state=seed,
                 num_threads=threads,
             )
-        model.fit(matrix.user_items, show_progress=progress)
+        # to_gpu copies warm-start factors to the device; to_cpu brings numpy arrays back.
+        fitted = model.to_gpu() if gpu else model
+        fitted.fit(matrix.user_items, show_progress=progress)
+        if gpu:
+            model = fitted.to_cpu()
     return FactorScorer(
         np.ascontiguousarray(model.user_factors, dtype=np.float32),
         np.ascontiguousarray(model.item_factors, dtype=np.float32),

@@ -13,6 +13,7 @@ from sklearn.linear_model import LogisticRegression
 
 from engine.matrix import SECONDS_PER_DAY, Interactions
 from engine.models import FEATURES, RepeatAwareScorer
+from training.device import Device
 from training.fit import Signals, fit_signals
 from training.params import ModelParams
 
@@ -29,6 +30,7 @@ def fit_repeat_aware(
     as_of: int,
     threads: int = 0,
     progress: bool = False,
+    device: Device = "auto",
 ) -> tuple[Signals, dict[str, float]]:
     """Fit signals on all ``events`` and fusion weights on their final validation window."""
     days = params.fusion.validation_days
@@ -49,7 +51,9 @@ def fit_repeat_aware(
             f"no customer bought both before and within the last {params.fusion.validation_days} "
             "days of the training data: the log is too short to fit the repeat-aware weights"
         )
-    validation = fit_signals(earlier, params, as_of=start, threads=threads, progress=progress)
+    validation = fit_signals(
+        earlier, params, as_of=start, threads=threads, progress=progress, device=device
+    )
     weights = fit_weights(validation.scorer(), users, _bought(window), as_of=start, params=params)
     final = fit_signals(
         events,
@@ -58,6 +62,7 @@ def fit_repeat_aware(
         threads=threads,
         progress=progress,
         warm_start=validation.factors,
+        device=device,
     )
     return final, weights
 

@@ -17,6 +17,7 @@ from engine.model import ALGORITHM
 from training.baskets import basket_pairs
 from training.crm.segments import Segments, compute_segments
 from training.dataset import interactions_from_table, item_metadata
+from training.device import Device, resolve_device
 from training.evaluate import Evaluation, evaluate
 from training.fit import Signals
 from training.fusion import fit_repeat_aware
@@ -44,9 +45,15 @@ def train_model(
     publish_model: bool = True,
     threads: int = 0,
     progress: bool = False,
+    device: Device = "auto",
     say: Callable[[str], None] = lambda _: None,
 ) -> TrainResult:
-    """Evaluate on a hold-out, refit on the whole log, write the artifact and publish it."""
+    """Evaluate on a hold-out, refit on the whole log, write the artifact and publish it.
+
+    ``device`` is where the factor model is fitted (:mod:`training.device`); the manifest records
+    the one used.
+    """
+    resolved = resolve_device(device)
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
     events = interactions_from_table(log.table)
@@ -54,20 +61,27 @@ def train_model(
     if run_evaluation:
         say(f"evaluating on the last {holdout_days} days held out ...")
         evaluation = evaluate(
-            events, params, holdout_days=holdout_days, k=k, threads=threads, progress=progress
+            events,
+            params,
+            holdout_days=holdout_days,
+            k=k,
+            threads=threads,
+            progress=progress,
+            device=resolved,
         )
         seconds["evaluate"] = time.perf_counter() - clock
     clock = time.perf_counter()
     say("fitting on the whole log ...")
     as_of = int(events.time.max()) + 1
     signals, weights = fit_repeat_aware(
-        events, params, as_of=as_of, threads=threads, progress=progress
+        events, params, as_of=as_of, threads=threads, progress=progress, device=resolved
     )
     seconds["fit"] = time.perf_counter() - clock
     clock = time.perf_counter()
     segments = compute_segments(log.table, as_of=as_of)
     manifest = _manifest(log, params, weights, as_of, evaluation, holdout_days, k, seconds)
     manifest["confidence_scale"] = signals.confidence_scale
+    manifest["trainer"] = {"name": "implicit", "device": resolved}
     manifest["segments"] = segments.to_manifest()
     arrays = _arrays(log, events, signals, params, segments)
     path = write_artifact(models_dir, arrays, manifest)
