@@ -318,6 +318,7 @@ def _train_spark(args: argparse.Namespace, settings: TrainerSettings, params: Mo
     if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
         raise ValueError("--trainer spark needs Java 17+: no java on PATH and no JAVA_HOME")
     fmt = _format(args)
+    spark_trainer.check_supported(fmt, params)
     if not args.no_evaluate:
         _say(settings, "--trainer spark skips the hold-out evaluation (personalize evaluate "
              "on a sample of the log measures the model)")  # fmt: skip

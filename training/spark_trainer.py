@@ -91,6 +91,17 @@ def spark_session(master: str = "local[*]", driver_memory: str = "4g") -> SparkS
     return spark
 
 
+def check_supported(fmt: LogFormat | None, params: ModelParams) -> None:
+    """Refuse, before any Spark work, what only the default trainer does."""
+    if fmt is not None and fmt.time_format not in (None, "unix"):
+        raise ValueError(
+            f"--trainer spark reads ISO 8601 or unix times; --time-format {fmt.time_format!r} "
+            "needs the default trainer"
+        )
+    if params.factors.algorithm != "als":
+        raise ValueError("--trainer spark fits ALS only (Spark has no BPR): use --factor-model als")
+
+
 @dataclass(frozen=True)
 class SparkLog:
     """A cleaned log in Spark: one row per kept line, customers and items already numbered."""
@@ -110,11 +121,7 @@ def read_log(spark: SparkSession, path: Path, fmt: LogFormat) -> SparkLog:
     seconds or ISO 8601 text. Not supported (the default reader's): strptime time formats and
     item catalog files beside the log.
     """
-    if fmt.time_format not in (None, "unix"):
-        raise ValueError(
-            f"--trainer spark reads ISO 8601 or unix times; --time-format {fmt.time_format!r} "
-            "needs the default trainer"
-        )
+    check_supported(fmt, ModelParams())
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
     if path.suffix == ".parquet":
@@ -184,8 +191,7 @@ def train_spark(
     say: Callable[[str], None] = lambda _: None,
 ) -> TrainResult:
     """Fit every signal and the fusion weights, write the artifact and publish it."""
-    if params.factors.algorithm != "als":
-        raise ValueError("--trainer spark fits ALS only (Spark has no BPR): use --factor-model als")
+    check_supported(None, params)
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
     report, as_of = log.report, log.as_of
