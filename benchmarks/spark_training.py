@@ -9,8 +9,8 @@ iterations and regularization, each in a fresh process killed after ``--timeout`
 
 * ``implicit``: implicit's CPU ALS on the matrix loaded from ``.npz`` (all cores);
 * ``spark``: the matrix's cells written once to Parquet (untimed), then a Spark session
-  (``start``), reading the cells and ``pyspark.ml.recommendation.ALS(implicitPrefs=True)``
-  (``fit``), and collecting both factor tables to numpy (``collect``).
+  (``start``), then reading the cells, ``pyspark.ml.recommendation.ALS(implicitPrefs=True)`` and
+  both factor tables collected to numpy (``fit``: :func:`training.spark_trainer.fit_als`).
 
 Peak memory: this process's ``VmHWM``, plus for Spark that of its JVM (a child process), read
 just before the session stops. docs/training-at-scale.md reads the results.
@@ -20,16 +20,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from benchmarks.fixtures import REPO, write_json
-from benchmarks.training import CACHE, SHOPS, _matrix_path, _peak_rss_mb
+from benchmarks.training import CACHE, SHOPS, _matrix_path, _peak_rss_mb, _subprocess
 
 DEFAULT_JSON = REPO / "benchmarks" / "results" / "spark_training.json"
+MODULE = "benchmarks.spark_training"
 SIZES = {"1m": "synthetic-1m", "10m": "synthetic-10m"}
 
 
@@ -42,24 +41,10 @@ def run(sizes: list[str], master: str, timeout: float) -> dict[str, Any]:
             cases[size] = {"error": f"{matrix} missing: run python -m benchmarks.training first"}
             continue
         cases[size] = {
-            trainer: _subprocess([trainer, str(matrix), master], timeout)
+            trainer: _subprocess(["--step", trainer, str(matrix), master], timeout, module=MODULE)
             for trainer in ("implicit", "spark")
         }
     return {"master": master, "cases": cases}
-
-
-def _subprocess(args: list[str], timeout: float) -> dict[str, Any]:
-    command = [sys.executable, "-m", "benchmarks.spark_training", "--step", *args]
-    try:
-        done = subprocess.run(
-            command, cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False
-        )
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout:.0f} s"}
-    if done.returncode != 0:
-        return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"}
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
 
 
 def _implicit(matrix_path: Path) -> dict[str, Any]:
@@ -87,39 +72,23 @@ def _spark(matrix_path: Path, master: str) -> dict[str, Any]:
     import pyarrow as pa
     import pyarrow.parquet as pq
     import scipy.sparse as sp
-    from pyspark.ml.recommendation import ALS
 
     from training.params import ModelParams
-    from training.spark_trainer import ALPHA, spark_session
+    from training.spark_trainer import fit_als, spark_session
 
+    coo = sp.load_npz(matrix_path).tocoo()
     cells = matrix_path.with_suffix(".cells.parquet")
     if not cells.exists():
-        coo = sp.load_npz(matrix_path).tocoo()
         table = pa.table({"u": coo.row.astype(np.int32), "i": coo.col.astype(np.int32)})
         pq.write_table(table.append_column("weight", pa.array(coo.data)), cells)
-    params = ModelParams()
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
     spark = spark_session(master, driver_memory="8g")
     seconds["start"] = time.perf_counter() - clock
     try:
         clock = time.perf_counter()
-        model = ALS(
-            rank=params.factors.factors,
-            maxIter=params.factors.iterations,
-            regParam=params.factors.regularization,
-            alpha=ALPHA,
-            implicitPrefs=True,
-            userCol="u",
-            itemCol="i",
-            ratingCol="weight",
-            seed=0,
-        ).fit(spark.read.parquet(str(cells)))
+        fit_als(spark.read.parquet(str(cells)), ModelParams(), coo.shape)
         seconds["fit"] = time.perf_counter() - clock
-        clock = time.perf_counter()
-        for frame in (model.userFactors, model.itemFactors):
-            frame.toArrow()["features"].combine_chunks().flatten().to_numpy()
-        seconds["collect"] = time.perf_counter() - clock
         jvm = _children_peak_mb()
     finally:
         spark.stop()

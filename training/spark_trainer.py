@@ -420,7 +420,7 @@ def _signals(
     trend_start = as_of - params.fusion.trend_days * SECONDS_PER_DAY
     recent = cells.i[cells.last >= trend_start]
     trending = np.bincount(recent, minlength=n_items).astype(np.float32)
-    factors = _als(cells.frame, params, shape)
+    factors = fit_als(cells.frame, params, shape)
     counts = InteractionMatrix(log.users, log.items, history.counts)
     knn = fit_item_knn(counts, params.knn, threads=threads)
     scale = float(np.median(cells.weight)) if len(cells.weight) else 1.0
@@ -428,7 +428,7 @@ def _signals(
     return Signals(as_of, history, popularity, trending, factors, knn, scale)
 
 
-def _als(cells: DataFrame, params: ModelParams, shape: tuple[int, int]) -> FactorScorer:
+def fit_als(cells: DataFrame, params: ModelParams, shape: tuple[int, int]) -> FactorScorer:
     """Spark's implicit-preference ALS on the weighted cells, factors placed by index (a row
     Spark never saw, a customer with no cell yet, stays zero)."""
     model = ALS(
