@@ -84,7 +84,7 @@ def spark_session(master: str = "local[*]", driver_memory: str = "4g") -> SparkS
         .config("spark.driver.memory", driver_memory)
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.shuffle.partitions", "16" if master.startswith("local") else "200")
+        .config("spark.sql.shuffle.partitions", "4" if master.startswith("local") else "200")
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")  # its warnings drown the trainer's own lines
@@ -127,7 +127,8 @@ def read_log(spark: SparkSession, path: Path, fmt: LogFormat) -> SparkLog:
     if path.suffix == ".parquet":
         raw = spark.read.parquet(str(path))
     else:
-        raw = spark.read.csv(str(path), header=True, sep=fmt.delimiter)
+        # escape='"': quotes inside a field are doubled (RFC 4180), not backslashed
+        raw = spark.read.csv(str(path), header=True, sep=fmt.delimiter, escape='"')
     lines = _canonical(raw, fmt)
     rule = sf.lit(None).cast("string")
     for name, broken in reversed(list(_rule_masks(lines, fmt))):

@@ -24,7 +24,8 @@ pytest.importorskip("pyspark", reason="pyspark not installed: pip install '.[spa
 if shutil.which("java") is None:
     pytest.skip("no java on PATH: the Spark trainer needs Java 17+", allow_module_level=True)
 
-pytestmark = pytest.mark.shared_data
+# Starting the JVM and some forty small Spark jobs: about 2 minutes on an idle 2-core machine.
+pytestmark = [pytest.mark.shared_data, pytest.mark.timeout(900)]
 
 
 @pytest.fixture(scope="module")
