@@ -135,7 +135,10 @@ def read_log(spark: SparkSession, path: Path, fmt: LogFormat) -> SparkLog:
         rule = sf.when(broken, sf.lit(name)).otherwise(rule)
     lines = lines.withColumn("rule", rule).cache()
     counts = {row["rule"]: row["count"] for row in lines.groupBy("rule").count().collect()}
-    kept = lines.where(sf.col("rule").isNull()).drop("rule").dropDuplicates()
+    canonical = [c for c in lines.columns if c not in ("line", "rule")]
+    kept = (  # the first of identical lines
+        lines.where(sf.col("rule").isNull()).groupBy(*canonical).agg(sf.min("line").alias("line"))
+    )
     kept = kept.withColumn(
         "basket",
         sf.coalesce(sf.col("basket"), sf.concat_ws("@", "user", sf.col("t").cast("string"))),
@@ -289,6 +292,8 @@ def _canonical(raw: DataFrame, fmt: LogFormat) -> DataFrame:
     if fmt.price_is_total:
         price = price / quantity
     return raw.select(
+        # Increasing in file order (partition, then row): ties in time keep the file's order.
+        sf.monotonically_increasing_id().alias("line"),
         text("user_col").alias("user"),
         text("item_col").alias("item"),
         seconds.alias("t"),
@@ -320,9 +325,14 @@ def _rule_masks(lines: DataFrame, fmt: LogFormat) -> list[tuple[str, Column]]:
 
 
 def _vocabulary(lines: DataFrame, column: str) -> Vocabulary:
-    """Ids in order of first purchase (ties by id), as the default trainer orders them."""
-    first = lines.groupBy(column).agg(sf.min("t").alias("first")).toArrow()
-    order = np.lexsort((first[column].to_numpy(zero_copy_only=False), first["first"].to_numpy()))
+    """Ids in order of first purchase, ties in file order: the default trainer's order."""
+    first = (
+        lines.groupBy(column)
+        .agg(sf.min(sf.struct("t", "line")).alias("first"))
+        .select(column, "first.t", "first.line")
+        .toArrow()
+    )
+    order = np.lexsort((first["line"].to_numpy(), first["t"].to_numpy()))
     return Vocabulary(first[column].to_numpy(zero_copy_only=False)[order])
 
 
