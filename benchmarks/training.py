@@ -119,9 +119,11 @@ def _merge(measured: list[dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
-def _subprocess(args: list[str], timeout: float) -> dict[str, Any]:
-    """Run one measurement of this module in a fresh interpreter; its last stdout line is JSON."""
-    command = [sys.executable, "-m", "benchmarks.training", *args]
+def _subprocess(
+    args: list[str], timeout: float, module: str = "benchmarks.training"
+) -> dict[str, Any]:
+    """Run one measurement of ``module`` in a fresh interpreter; its last stdout line is JSON."""
+    command = [sys.executable, "-m", module, *args]
     try:
         done = subprocess.run(
             command, cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False

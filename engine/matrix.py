@@ -17,6 +17,10 @@ from implicit.nearest_neighbours import bm25_weight
 from engine.vocab import Vocabulary
 
 SECONDS_PER_DAY = 86_400
+# The weighting constants, named so a trainer that weighs elsewhere (Spark) uses the same ones.
+BM25_K1 = 100.0
+BM25_B = 0.8
+HALF_LIFE_DAYS = 90.0
 
 
 class Weighting(StrEnum):
@@ -88,7 +92,7 @@ class InteractionMatrix:
         weighting: Weighting = Weighting.COUNT,
         *,
         as_of: int | None = None,
-        half_life_days: float = 90.0,
+        half_life_days: float = HALF_LIFE_DAYS,
     ) -> InteractionMatrix:
         return cls(
             events.users,
@@ -106,7 +110,7 @@ def weigh(
     weighting: Weighting,
     *,
     as_of: int | None = None,
-    half_life_days: float = 90.0,
+    half_life_days: float = HALF_LIFE_DAYS,
 ) -> sp.csr_matrix:
     """Sum events into a users x items confidence matrix under one weighting scheme."""
     shape = (len(events.users), len(events.items))
@@ -122,7 +126,7 @@ def weigh(
     if weighting is Weighting.BINARY:
         counts.data[:] = 1.0
     elif weighting is Weighting.BM25:
-        counts = bm25_weight(counts, K1=100, B=0.8).tocsr().astype(np.float32)
+        counts = bm25_weight(counts, K1=BM25_K1, B=BM25_B).tocsr().astype(np.float32)
     return counts
 
 

@@ -7,7 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 . scripts/_install.sh
-install_engine ".[dev]"
+# spark: tests/integration/test_spark_trainer.py trains in Spark local mode (Java 17+ is on
+# these machines; without java those tests skip and say why).
+install_engine ".[dev,spark]"
 ensure_redis_server
 ensure_browser
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -24,10 +26,12 @@ from engine.profiles import Profile
 from engine.recommender import Query, Recommender
 from engine.session import EVENT_WEIGHTS
 from training.dataset import interactions_from_table
+from training.device import resolve_device
 from training.evaluate import evaluate, format_table
 from training.events.feedback import EventInput, event_weights, split_events
 from training.events.reader import read_event_log
 from training.logs import PRESETS, PurchaseLog, read_purchase_log, resolve_format
+from training.logs.formats import LogFormat
 from training.params import BasketParams, FactorParams, FusionParams, KnnParams, ModelParams
 from training.pipeline import train_model
 from training.retrain import retrain
@@ -59,6 +63,25 @@ def register(sub: Subparsers) -> None:
         help="models directory (env PERSONALIZE_MODELS_DIR; default ./models)",
     )
     train.add_argument("--no-evaluate", action="store_true", help="skip the hold-out evaluation")
+    scale = train.add_argument_group("training at scale (docs/training-at-scale.md)")
+    scale.add_argument(
+        "--trainer",
+        choices=["implicit", "spark"],
+        default="implicit",
+        help="implicit: in this process, on the CPU or a GPU (--device; default); spark: "
+        "pyspark's ALS on --spark-master, same artifact, no hold-out evaluation "
+        "(pip install 'personalize[spark]', Java 17+)",
+    )
+    scale.add_argument(
+        "--spark-master",
+        default="local[*]",
+        help="Spark master URL for --trainer spark (default local[*]: this machine's cores)",
+    )
+    scale.add_argument(
+        "--spark-driver-memory",
+        default="4g",
+        help="memory of the Spark driver, which holds the artifact's arrays (default 4g)",
+    )
     train.add_argument(
         "--no-publish",
         action="store_true",
@@ -244,11 +267,17 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("-k", "--k", dest="k", type=int, help="metrics at k (default 10)")
     p.add_argument("--threads", type=int, help="fitting threads, 0 = all cores (default 0)")
+    p.add_argument(
+        "--device",
+        choices=["auto", "cpu", "gpu"],
+        help="where ALS is fitted: auto = a CUDA GPU if implicit sees one, else the CPU; "
+        "gpu without one is an error (env PERSONALIZE_DEVICE; default auto)",
+    )
     p.add_argument("--quiet", action="store_true", default=None, help="no progress output")
 
 
 def _settings(args: argparse.Namespace) -> TrainerSettings:
-    fields = ("models_dir", "holdout_days", "k", "threads", "quiet")
+    fields = ("models_dir", "holdout_days", "k", "threads", "device", "quiet")
     given = {f: getattr(args, f) for f in fields if getattr(args, f, None) is not None}
     try:
         return TrainerSettings(**given)
@@ -284,13 +313,17 @@ def _params(args: argparse.Namespace) -> ModelParams:
         raise ValueError(_validation_message(exc)) from None
 
 
-def _read(args: argparse.Namespace, settings: TrainerSettings) -> PurchaseLog:
-    fmt = resolve_format(
+def _format(args: argparse.Namespace) -> LogFormat:
+    return resolve_format(
         args.format,
         user_col=args.user_col, item_col=args.item_col, time_col=args.time_col,
         quantity_col=args.quantity_col, price_col=args.price_col, basket_col=args.basket_col,
         time_format=args.time_format,
     )  # fmt: skip
+
+
+def _read(args: argparse.Namespace, settings: TrainerSettings) -> PurchaseLog:
+    fmt = _format(args)
     clock = time.perf_counter()
     log = read_purchase_log(args.log, fmt, progress=_progress(settings))
     _say(settings, f"read {args.log} in {time.perf_counter() - clock:.2f}s")
@@ -299,6 +332,9 @@ def _read(args: argparse.Namespace, settings: TrainerSettings) -> PurchaseLog:
 
 def _train(args: argparse.Namespace, settings: TrainerSettings) -> int:
     params = _params(args)
+    if args.trainer == "spark":
+        return _train_spark(args, settings, params)
+    resolve_device(settings.device)  # a missing GPU fails before the log is read
     log = _read(args, settings)
     _say(settings, log.report.format_table())
     result = train_model(
@@ -311,6 +347,7 @@ def _train(args: argparse.Namespace, settings: TrainerSettings) -> int:
         publish_model=not args.no_publish,
         threads=settings.threads,
         progress=_progress(settings),
+        device=settings.device,
         say=lambda line: _say(settings, line),
         event_input=_event_input(args, log, settings),
     )
@@ -349,8 +386,50 @@ def _retrain(args: argparse.Namespace, settings: TrainerSettings) -> int:
     return 1
 
 
+def _train_spark(args: argparse.Namespace, settings: TrainerSettings, params: ModelParams) -> int:
+    """The same artifact from pyspark's ALS (training.spark_trainer), without an evaluation."""
+    if settings.device == "gpu":
+        raise ValueError("--device gpu is implicit's; --trainer spark runs where Spark runs")
+    try:
+        from training import spark_trainer
+    except ImportError:
+        raise ValueError(
+            "--trainer spark needs pyspark: pip install 'personalize[spark]'"
+        ) from None
+    if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
+        raise ValueError("--trainer spark needs Java 17+: no java on PATH and no JAVA_HOME")
+    fmt = _format(args)
+    spark_trainer.check_supported(fmt, params)
+    if not args.no_evaluate:
+        _say(settings, "--trainer spark skips the hold-out evaluation (personalize evaluate "
+             "on a sample of the log measures the model)")  # fmt: skip
+    spark = spark_trainer.spark_session(args.spark_master, args.spark_driver_memory)
+    try:
+        clock = time.perf_counter()
+        log = spark_trainer.read_log(spark, args.log, fmt)
+        _say(settings, f"read {args.log} with Spark in {time.perf_counter() - clock:.2f}s")
+        _say(settings, log.report.format_table())
+        result = spark_trainer.train_spark(
+            spark,
+            log,
+            params,
+            models_dir=settings.models_dir,
+            publish_model=not args.no_publish,
+            threads=settings.threads,
+            say=lambda line: _say(settings, line),
+        )
+    finally:
+        spark.stop()
+    print(
+        f"model {result.version} written to {result.path}"
+        + (" (current)" if result.published else "")
+    )
+    return 0
+
+
 def _evaluate(args: argparse.Namespace, settings: TrainerSettings) -> int:
     params = _params(args)
+    resolve_device(settings.device)
     log = _read(args, settings)
     evaluation = evaluate(
         interactions_from_table(log.table),
@@ -359,6 +438,7 @@ def _evaluate(args: argparse.Namespace, settings: TrainerSettings) -> int:
         k=settings.k,
         threads=settings.threads,
         progress=_progress(settings),
+        device=settings.device,
     )
     if args.json:
         out = {**evaluation.to_dict(), "data": log.report.to_dict(), "weights": evaluation.weights}

@@ -21,6 +21,7 @@ import scipy.sparse as sp
 from engine.matrix import SECONDS_PER_DAY, Interactions, PurchaseHistory
 from engine.models import BuyAgainScorer, PopularityScorer, Scorer
 from engine.scoring import top_k
+from training.device import Device
 from training.events.feedback import Feedback
 from training.fusion import fit_repeat_aware
 from training.metrics import ranking_metrics
@@ -86,6 +87,7 @@ def evaluate(
     feedback: Feedback | None = None,
     split: HoldoutSplit | None = None,
     others: Mapping[str, Scorer] | None = None,
+    device: Device = "auto",
 ) -> Evaluation:
     """Fit on the period before the hold-out and score the default model and every baseline.
 
@@ -95,7 +97,13 @@ def evaluate(
     """
     split = split or HoldoutSplit.last_days(events, holdout_days)
     signals, weights = fit_repeat_aware(
-        split.train, params, as_of=split.cut, threads=threads, progress=progress, feedback=feedback
+        split.train,
+        params,
+        as_of=split.cut,
+        threads=threads,
+        progress=progress,
+        feedback=feedback,
+        device=device,
     )
     scorers: Mapping[str, Scorer] = {
         "popularity": PopularityScorer(signals.popularity),

@@ -20,6 +20,7 @@ from engine.matrix import (
     weigh,
 )
 from engine.models import FactorScorer, ItemKnnScorer, RepeatAwareScorer
+from training.device import Device, resolve_device
 from training.events.feedback import Feedback
 from training.params import FactorParams, KnnParams, ModelParams
 
@@ -56,6 +57,7 @@ def fit_signals(
     progress: bool = False,
     warm_start: FactorScorer | None = None,
     feedback: Feedback | None = None,
+    device: Device = "auto",
 ) -> Signals:
     """Fit every signal on ``events`` (which must all precede ``as_of``).
 
@@ -85,6 +87,7 @@ def fit_signals(
         progress=progress,
         warm_start=warm_start,
         extra_rows=extra,
+        device=device,
     )
     knn = fit_item_knn(
         InteractionMatrix(events.users, events.items, history.counts),
@@ -104,6 +107,7 @@ def fit_factors(
     progress: bool = False,
     warm_start: FactorScorer | None = None,
     extra_rows: sp.csr_matrix | None = None,
+    device: Device = "auto",
 ) -> FactorScorer:
     """ALS or BPR on the users x items matrix (the orientation implicit >= 0.5 expects).
 
@@ -114,7 +118,10 @@ def fit_factors(
     ALS started from ``warm_start`` (factors of the same users and items, fitted on a prefix of
     this log) needs only :data:`WARM_START_ITERATIONS` sweeps: the final refit after the
     validation fit starts from that fit's factors instead of from noise. BPR ignores it.
+    On ``device`` gpu (see :mod:`training.device`) the model is fitted by implicit's CUDA
+    build and copied back, so the factors are the same float32 arrays either way.
     """
+    gpu = resolve_device(device) == "gpu"
     model: AlternatingLeastSquares | BayesianPersonalizedRanking
     n_extra = 0 if extra_rows is None else extra_rows.shape[0]
     # implicit parallelises itself; BLAS threads on top of that only oversubscribe the cores
@@ -152,7 +159,11 @@ def fit_factors(
         user_items = matrix.user_items
         if n_extra:
             user_items = sp.vstack([user_items, extra_rows], format="csr", dtype=np.float32)
-        model.fit(user_items, show_progress=progress)
+        # to_gpu copies warm-start factors to the device; to_cpu brings numpy arrays back.
+        fitted = model.to_gpu() if gpu else model
+        fitted.fit(user_items, show_progress=progress)
+        if gpu:
+            model = fitted.to_cpu()
     return FactorScorer(
         np.ascontiguousarray(model.user_factors[: matrix.shape[0]], dtype=np.float32),
         np.ascontiguousarray(model.item_factors, dtype=np.float32),

@@ -13,6 +13,7 @@ from sklearn.linear_model import LogisticRegression
 
 from engine.matrix import SECONDS_PER_DAY, Interactions
 from engine.models import FEATURES, RepeatAwareScorer
+from training.device import Device
 from training.events.feedback import Feedback
 from training.fit import Signals, fit_signals
 from training.params import ModelParams
@@ -35,6 +36,7 @@ def fit_repeat_aware(
     threads: int = 0,
     progress: bool = False,
     feedback: Feedback | None = None,
+    device: Device = "auto",
 ) -> tuple[Signals, dict[str, float]]:
     """Fit signals on all ``events`` and fusion weights on their final validation window."""
     days = params.fusion.validation_days
@@ -56,7 +58,13 @@ def fit_repeat_aware(
             "days of the training data: the log is too short to fit the repeat-aware weights"
         )
     validation = fit_signals(
-        earlier, params, as_of=start, threads=threads, progress=progress, feedback=feedback
+        earlier,
+        params,
+        as_of=start,
+        threads=threads,
+        progress=progress,
+        feedback=feedback,
+        device=device,
     )
     weights = fit_weights(validation.scorer(), users, _bought(window), as_of=start, params=params)
     final = fit_signals(
@@ -67,6 +75,7 @@ def fit_repeat_aware(
         progress=progress,
         warm_start=validation.factors,
         feedback=feedback,
+        device=device,
     )
     return final, weights
 

@@ -14,14 +14,17 @@ import numpy as np
 from engine.artifacts import csr_arrays, publish, write_artifact
 from engine.matrix import Interactions
 from engine.model import ALGORITHM
-from training.baskets import basket_pairs
+from engine.vocab import Vocabulary
+from training.baskets import BasketPairs, basket_pairs
 from training.crm.segments import Segments, compute_segments
 from training.dataset import interactions_from_table, item_metadata
+from training.device import Device, resolve_device
 from training.evaluate import Evaluation, evaluate
 from training.events.feedback import EventInput
 from training.fit import Signals
 from training.fusion import fit_repeat_aware
 from training.logs import PurchaseLog
+from training.logs.report import LoadReport
 from training.params import ModelParams
 
 
@@ -45,6 +48,7 @@ def train_model(
     publish_model: bool = True,
     threads: int = 0,
     progress: bool = False,
+    device: Device = "auto",
     say: Callable[[str], None] = lambda _: None,
     event_input: EventInput | None = None,
     evaluation: Evaluation | None = None,
@@ -53,7 +57,10 @@ def train_model(
 
     ``event_input``: exported events; their purchases join the log, the rest is feedback.
     ``evaluation``: one the caller already ran (a retrain's comparison), recorded as is.
+    ``device`` is where the factor model is fitted (:mod:`training.device`); the manifest records
+    the one used.
     """
+    resolved = resolve_device(device)
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
     if event_input is not None:
@@ -72,20 +79,32 @@ def train_model(
             threads=threads,
             progress=progress,
             feedback=feedback,
+            device=resolved,
         )
         seconds["evaluate"] = time.perf_counter() - clock
     clock = time.perf_counter()
     say("fitting on the whole log ...")
     as_of = int(events.time.max()) + 1
     signals, weights = fit_repeat_aware(
-        events, params, as_of=as_of, threads=threads, progress=progress, feedback=feedback
+        events,
+        params,
+        as_of=as_of,
+        threads=threads,
+        progress=progress,
+        feedback=feedback,
+        device=resolved,
     )
     seconds["fit"] = time.perf_counter() - clock
     clock = time.perf_counter()
     segments = compute_segments(log.table, as_of=as_of)
-    manifest = _manifest(log, params, weights, as_of, evaluation, holdout_days, k, seconds)
-    manifest["confidence_scale"] = signals.confidence_scale
-    manifest["segments"] = segments.to_manifest()
+    manifest = model_manifest(
+        log.report, params, weights, as_of, evaluation, holdout_days, k, seconds
+    )
+    manifest.update(
+        confidence_scale=signals.confidence_scale,
+        trainer={"name": "implicit", "device": resolved},
+        segments=segments.to_manifest(),
+    )
     if event_input is not None:
         manifest["events"] = event_input.report
     arrays = _arrays(log, events, signals, params, segments)
@@ -105,7 +124,6 @@ def _arrays(
     params: ModelParams,
     segments: Segments,
 ) -> dict[str, np.ndarray]:
-    meta = item_metadata(log.table, events.items)
     together = basket_pairs(
         log.table["basket"],
         events.item,
@@ -113,12 +131,25 @@ def _arrays(
         min_support=params.baskets.min_support,
         per_item=params.baskets.per_item,
     )
+    meta = item_metadata(log.table, events.items)
+    return model_arrays(events.users, events.items, signals, meta, together, segments)
+
+
+def model_arrays(
+    users: Vocabulary,
+    items: Vocabulary,
+    signals: Signals,
+    meta: dict[str, np.ndarray],
+    together: BasketPairs,
+    segments: Segments,
+) -> dict[str, np.ndarray]:
+    """The artifact's arrays (what ``engine.model`` reads), whichever trainer fitted them."""
     return {
-        **_user_segments(events, segments),
+        **_user_segments(users, segments),
         "item_baskets": together.item_baskets,
         **csr_arrays("together", together.pairs),
-        "users": events.users.ids,
-        "items": events.items.ids,
+        "users": users.ids,
+        "items": items.ids,
         "user_factors": signals.factors.user_factors,
         "item_factors": signals.factors.item_factors,
         "popularity": signals.popularity,
@@ -133,10 +164,10 @@ def _arrays(
     }
 
 
-def _user_segments(events: Interactions, segments: Segments) -> dict[str, np.ndarray]:
+def _user_segments(users: Vocabulary, segments: Segments) -> dict[str, np.ndarray]:
     """Segment and R, F, M scores in the model's user order (every user bought before as_of)."""
-    rows = events.users.indices(segments.customers)
-    if len(rows) != len(events.users) or np.any(rows < 0):
+    rows = users.indices(segments.customers)
+    if len(rows) != len(users) or np.any(rows < 0):
         raise ValueError("customer segments do not cover the model's customers")
     segment = np.empty(len(rows), dtype=segments.segment.dtype)
     rfm = np.empty_like(segments.scores)
@@ -145,8 +176,8 @@ def _user_segments(events: Interactions, segments: Segments) -> dict[str, np.nda
     return {"user_segment": segment, "user_rfm": rfm}
 
 
-def _manifest(
-    log: PurchaseLog,
+def model_manifest(
+    report: LoadReport,
     params: ModelParams,
     weights: dict[str, float],
     as_of: int,
@@ -155,7 +186,7 @@ def _manifest(
     k: int,
     seconds: dict[str, float],
 ) -> dict[str, Any]:
-    report = log.report.to_dict()
+    """The manifest's description of the run; the caller adds what its trainer knows."""
     return {
         "algorithm": ALGORITHM,
         "params": params.model_dump(mode="json"),
@@ -163,16 +194,16 @@ def _manifest(
         "as_of": as_of,
         "as_of_iso": datetime.fromtimestamp(as_of, UTC).isoformat(),
         "input": {
-            "source": log.report.source,
-            "fingerprint": log.report.fingerprint,
-            "format": log.report.format,
-            "rows_read": log.report.rows_read,
-            "rows_kept": log.report.rows_kept,
-            "users": log.report.users,
-            "items": log.report.items,
-            "baskets": log.report.baskets,
+            "source": report.source,
+            "fingerprint": report.fingerprint,
+            "format": report.format,
+            "rows_read": report.rows_read,
+            "rows_kept": report.rows_kept,
+            "users": report.users,
+            "items": report.items,
+            "baskets": report.baskets,
         },
-        "load_report": report,
+        "load_report": report.to_dict(),
         "evaluation": None
         if evaluation is None
         else {**evaluation.to_dict(), "holdout_days": holdout_days, "k": k},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,4 +18,7 @@ class TrainerSettings(BaseSettings):
     holdout_days: int = Field(30, ge=1, description="days at the end of the log held out to test")
     k: int = Field(10, ge=1, le=1000, description="list length the metrics are computed at")
     threads: int = Field(0, ge=0, description="threads for fitting; 0 uses every core")
+    device: Literal["auto", "cpu", "gpu"] = Field(
+        "auto", description="where ALS is fitted: auto uses a CUDA GPU when implicit sees one"
+    )
     quiet: bool = Field(False, description="no progress output")
