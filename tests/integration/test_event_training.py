@@ -111,7 +111,7 @@ def test_training_with_exported_events(shop: dict[str, Path], tmp_path: Path) ->
         for name, folder in (("plain", plain), ("events", with_events))
     }
     assert scores["events"]["ndcg@10"] > scores["plain"]["ndcg@10"], scores
-    assert scores["events"]["ndcg@10_new"] > 5 * scores["plain"]["ndcg@10_new"], scores
+    assert scores["events"]["ndcg@10_new"] > 2 * scores["plain"]["ndcg@10_new"], scores
     # Items only ever viewed are model items too (the vocabulary does not peek at the future).
     assert len(load_model(with_events).items) > 50 * len(load_model(plain).items)
 
