@@ -161,19 +161,12 @@ class RepeatAwareScorer:
         else:
             scores = np.array(prior, dtype=np.float32)
             strength = session_strength(prior) if strength is None else strength
-        # The customer's and the session's factor scores in one pass over the item factors.
-        vectors = []
-        if user is not None:
-            vectors.append(self.factors.user_factors[user])
-        if len(session_items):
-            vectors.append(session_vector.astype(np.float32))
-        products = np.stack(vectors) @ self.factors.item_factors.T if vectors else None
+        factors = self.factors.item_factors
         if user is not None:
             counts = self.history.counts
             lo, hi = counts.indptr[user], counts.indptr[user + 1]
             bought, n_bought = counts.indices[lo:hi], counts.data[lo:hi]
-            assert products is not None
-            scores += w[5] * products[0]
+            scores += w[5] * (factors @ self.factors.user_factors[user])
             if w[6]:
                 scores += w[6] * _scaled_to_max(self._knn_gather(bought, n_bought))
             age_days = np.maximum(as_of - self.history.last_time.data[lo:hi], 0.0)
@@ -181,8 +174,7 @@ class RepeatAwareScorer:
             scores[bought] += w[0] * np.log1p(n_bought) + w[1] + w[2] * recency
         if len(session_items):
             # Each term scaled to [0, 1], worth half the session's strength.
-            assert products is not None
-            add_unit_range(scores, products[-1], strength / 2.0)
+            add_unit_range(scores, factors @ session_vector.astype(np.float32), strength / 2.0)
             add_unit_range(scores, self._knn_gather(session_items, session_weights), strength / 2.0)
         return scores
 
