@@ -97,11 +97,11 @@ def write_artifact(
             "files": files,
         }
         _write_durably(tmp / MANIFEST, (json.dumps(full, indent=2, sort_keys=True) + "\n").encode())
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         if final.exists():  # os.rename onto an empty directory would silently succeed
             raise ArtifactError(f"{final}: version already exists")
         os.rename(tmp, final)
-        _fsync_dir(models)
+        fsync_dir(models)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(exc, OSError):
@@ -125,7 +125,7 @@ def publish(models_dir: str | Path, version: str) -> None:
     try:
         os.symlink(version, link)
         os.replace(link, models / CURRENT)
-        _fsync_dir(models)
+        fsync_dir(models)
     except OSError as exc:
         link.unlink(missing_ok=True)
         raise ArtifactError(_os_message(exc, models / CURRENT)) from exc
@@ -289,7 +289,7 @@ def _write_durably(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     """Make renames and new entries in ``path`` survive a power loss."""
     fd = os.open(path, os.O_RDONLY)
     try:

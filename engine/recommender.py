@@ -414,7 +414,7 @@ class _Explainer:
 def _top(scores: np.ndarray, allowed: np.ndarray, n: int) -> list[int]:
     """Indices of the ``n`` best allowed scores, best first, equal scores by index: the top
     ``n`` is always the start of the top ``n + m``, so the pages of one ranking agree."""
-    return top_allowed(scores, allowed, n).tolist() if n > 0 else []
+    return top_allowed(scores, allowed, n).tolist()
 
 
 def _diversify(ranked: list[int], categories: np.ndarray, cap: int | None, n: int) -> list[int]:

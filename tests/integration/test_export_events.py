@@ -79,8 +79,12 @@ def _pending(redis_url: str, prefix: str) -> int:
         client.close()
 
 
-def _export(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(["export-events", *argv])
+def _export(
+    capsys: pytest.CaptureFixture[str], redis_url: str, prefix: str, out: Path, *argv: str
+) -> tuple[int, str, str]:
+    """``personalize export-events`` of the test's stream into ``out``: status, stdout, stderr."""
+    code = main(["export-events", "--redis-url", redis_url, "--key-prefix", prefix,
+                 "--out", str(out), *argv])  # fmt: skip
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -101,7 +105,7 @@ def test_sigkill_between_write_and_ack_then_rerun_logs_every_event_once(
     assert _pending(redis_url, prefix) == 250
     # The rerun reads with other batch boundaries: the file names alone would not match.
     code, stdout, _ = _export(
-        capsys, "--redis-url", redis_url, "--key-prefix", prefix, "--out", str(out),
+        capsys, redis_url, prefix, out,
         "--consumer", "worker", "--batch", "100",
     )  # fmt: skip
     assert code == 0
@@ -117,7 +121,7 @@ def test_sigkill_between_write_and_ack_then_rerun_logs_every_event_once(
     assert all(d.startswith("date=2017-") for d in dates)
     # Nothing new: a third run writes nothing.
     code, stdout, _ = _export(
-        capsys, "--redis-url", redis_url, "--key-prefix", prefix, "--out", str(out),
+        capsys, redis_url, prefix, out,
         "--consumer", "worker",
     )  # fmt: skip
     assert code == 0 and "exported 0 events" in stdout
@@ -136,7 +140,7 @@ def test_another_consumer_takes_over_a_crashed_ones_pending_events(
     _crash(redis_url, prefix, out, "host-a", batch=300, after=2)
     _fill(redis_url, prefix, events[800:])  # the API goes on while the exporter is down
     code, stdout, _ = _export(
-        capsys, "--redis-url", redis_url, "--key-prefix", prefix, "--out", str(out),
+        capsys, redis_url, prefix, out,
         "--consumer", "host-b", "--claim-idle", "0",
     )  # fmt: skip
     assert code == 0
@@ -157,15 +161,14 @@ def test_events_trimmed_before_export_are_reported_once(
     events = taobao_events(shared_data, limit=2000)
     small = StoreLimits(stream_max_events=200)
     out = tmp_path / "log"
-    args = ("--redis-url", redis_url, "--key-prefix", prefix, "--out", str(out))
     _fill(redis_url, prefix, events[:150], small)
-    code, stdout, err = _export(capsys, *args)
+    code, stdout, err = _export(capsys, redis_url, prefix, out)
     assert code == 0 and "exported 150 events" in stdout and err == ""
     _fill(redis_url, prefix, events[150:], small)  # 1,850 more into a stream capped near 200
     client = Redis.from_url(redis_url, decode_responses=True)
     kept = int(client.xlen(Keys(prefix).stream(0)))
     client.close()
-    code, stdout, err = _export(capsys, *args)
+    code, stdout, err = _export(capsys, redis_url, prefix, out)
     assert code == 0
     exported = int(stdout.split("exported ")[1].split(" events")[0].replace(",", ""))
     trimmed = 1850 - exported
@@ -173,5 +176,5 @@ def test_events_trimmed_before_export_are_reported_once(
     assert f"{trimmed:,} events were added to the stream after the last export but were " in err
     assert sum(_logged_ids(out).values()) == 150 + exported
     # Reported once: the next run finds no gap.
-    code, stdout, err = _export(capsys, *args)
+    code, stdout, err = _export(capsys, redis_url, prefix, out)
     assert code == 0 and "exported 0 events" in stdout and err == ""

@@ -27,7 +27,6 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 from redis_server import RedisServer
-from shops import two_version_shop
 
 from benchmarks.servers import HOST, engine_server, free_port
 from engine.artifacts import FORMAT_VERSION, MANIFEST, current_version, list_versions, publish
@@ -42,19 +41,6 @@ WAIT_SECONDS = 10.0  # the longest any condition may take to become true
 
 
 # --- processes -----------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Read-only: every test works on its own copy (:func:`models`)."""
-    return two_version_shop(tmp_path_factory.mktemp("faults-shop"))
-
-
-@pytest.fixture
-def models(shop: Path, tmp_path: Path) -> Path:
-    target = tmp_path / "models"
-    shutil.copytree(shop, target, symlinks=True)
-    return target
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import signal
 import time
 from collections import Counter
@@ -23,7 +22,6 @@ from pathlib import Path
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from shops import two_version_shop
 from test_faults import AUTH, KEY, WATCH_SECONDS, damaged_copy, point_current, reloads, until
 
 from api.cli import METRICS_DIR_VARIABLE, plan, run
@@ -37,18 +35,6 @@ pytestmark = pytest.mark.faults
 WORKERS = 2
 READERS = 8  # connections in flight
 REQUESTS_PER_CONNECTION = 10  # then a fresh connection, which may land on the other worker
-
-
-@pytest.fixture(scope="module")
-def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return two_version_shop(tmp_path_factory.mktemp("workers-shop"))
-
-
-@pytest.fixture
-def models(shop: Path, tmp_path: Path) -> Path:
-    target = tmp_path / "models"
-    shutil.copytree(shop, target, symlinks=True)
-    return target
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 from redis import Redis, RedisCluster
 from redis.exceptions import ResponseError
 
+from engine.artifacts import fsync_dir
 from training.events.schema import (
     EVENT_LOG_SCHEMA,
     decode_entry,
@@ -134,7 +135,7 @@ class EventLogDir:
             new_folder = not folder.exists()
             folder.mkdir(exist_ok=True)
             if new_folder:
-                _fsync_dir(self.root)
+                fsync_dir(self.root)
             name = f"part-{tag}-{first}-{last}.parquet"
             tmp = folder / f".{name}.{self._consumer}.tmp"
             table = pa.Table.from_pylist(part, schema=EVENT_LOG_SCHEMA)
@@ -143,18 +144,10 @@ class EventLogDir:
                 out.flush()
                 os.fsync(out.fileno())
             os.replace(tmp, folder / name)
-            _fsync_dir(folder)
+            fsync_dir(folder)
             self._parts.append((tag, id_key(first), id_key(last), folder / name))
             paths.append(folder / name)
         return paths
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class StreamExporter:
