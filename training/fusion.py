@@ -15,7 +15,7 @@ from engine.matrix import SECONDS_PER_DAY, Interactions
 from engine.models import FEATURES, RepeatAwareScorer
 from training.device import Device
 from training.events.feedback import Feedback
-from training.fit import Signals, fit_signals
+from training.fit import WARM_START_ITERATIONS, Signals, fit_signals
 from training.params import ModelParams
 
 # The signals behind the weights are fitted on what precedes the validation window: it must be
@@ -59,7 +59,7 @@ def fit_repeat_aware(
         )
     validation = fit_signals(
         earlier,
-        params,
+        _validation_params(params),
         as_of=start,
         threads=threads,
         progress=progress,
@@ -78,6 +78,20 @@ def fit_repeat_aware(
         device=device,
     )
     return final, weights
+
+
+def _validation_params(params: ModelParams) -> ModelParams:
+    """The validation fit's parameters: ALS sweeps shared with the final refit.
+
+    The final refit continues from the validation fit's factors for
+    :data:`~training.fit.WARM_START_ITERATIONS` sweeps, so the validation fit runs the rest: the
+    two together run the model's ``iterations`` once, as a single fit would.
+    """
+    factors = params.factors
+    if factors.algorithm != "als":
+        return params
+    sweeps = max(1, factors.iterations - WARM_START_ITERATIONS)
+    return params.model_copy(update={"factors": factors.model_copy(update={"iterations": sweeps})})
 
 
 def fit_weights(

@@ -16,7 +16,7 @@ from engine.models import FEATURES, FactorScorer, RepeatAwareScorer
 from engine.scoring import top_k
 from engine.vocab import Vocabulary
 from training.evaluate import HoldoutSplit, score_holdout
-from training.fit import fit_factors, fit_item_knn, fit_signals
+from training.fit import WARM_START_ITERATIONS, fit_factors, fit_item_knn, fit_signals
 from training.fusion import _bernoulli_cells, fit_repeat_aware, fit_weights
 from training.params import FactorParams, FusionParams, KnnParams, ModelParams
 
@@ -316,6 +316,33 @@ def test_fit_repeat_aware_refuses_a_window_longer_than_most_of_the_log() -> None
     events = _events(5, 4, rows)
     with pytest.raises(ValueError, match="2 of 32 events come before the 30-day validation"):
         fit_repeat_aware(events, PARAMS, as_of=T0 + 44 * DAY, threads=1)
+
+
+@pytest.mark.parametrize("iterations", [15, 4, 2])
+def test_validation_and_final_fits_share_the_models_als_sweeps(
+    iterations: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The final refit continues from the validation fit's factors, so the two together run the
+    # model's sweeps once, as the single fit a plain trainer would run (at least one each).
+    from implicit.cpu.als import AlternatingLeastSquares
+
+    sweeps: list[int] = []
+    fit = AlternatingLeastSquares.fit
+
+    def counted(self: AlternatingLeastSquares, *args: object, **kwargs: object) -> None:
+        sweeps.append(self.iterations)
+        fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(AlternatingLeastSquares, "fit", counted)
+    rng = np.random.default_rng(5)
+    rows = [(u, int(rng.integers(0, 8)), float(rng.uniform(0, 60))) for u in range(12)
+            for _ in range(6)]  # fmt: skip
+    params = ModelParams(factors=FactorParams(factors=4, iterations=iterations))
+    fit_repeat_aware(_events(12, 8, rows), params, as_of=T0 + 61 * DAY, threads=1)
+    assert len(sweeps) == 2
+    assert sweeps[0] == max(1, iterations - WARM_START_ITERATIONS)
+    assert sweeps[1] == min(iterations, WARM_START_ITERATIONS)
+    assert sum(sweeps) == max(iterations, 1 + min(iterations, WARM_START_ITERATIONS))
 
 
 def test_signals_fit_when_nothing_sold_in_the_trend_window() -> None:
