@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import scipy.sparse as sp
+
+from engine.kernels import top_allowed
 
 
 @dataclass(frozen=True)
@@ -51,32 +54,29 @@ def basket_pairs(
 
 
 def _top_per_row(m: sp.csr_matrix, n: int) -> sp.csr_matrix:
-    """Keep each row's ``n`` largest entries (ties by column), vectorised over all rows.
+    """Keep each row's ``n`` largest entries (ties by column); kept entries stay in column order.
 
-    Rows with at most ``n`` entries are kept whole; only the entries of longer rows are sorted,
-    on one int64 key (row, support descending, column): several times faster than a three-key
-    lexsort of every entry, and the pairs step is a large part of training.
+    One compiled pass per row with a bounded heap (:func:`engine.kernels.top_allowed`), so the
+    cost is O(nnz log n): sorting the entries of long rows cost a sixth of training on Online
+    Retail, whose co-purchase rows run to thousands of partners.
     """
     m = m.tocsr()
-    m.sort_indices()  # kept entries stay in column order
-    lengths = np.diff(m.indptr)
-    rows = np.repeat(np.arange(m.shape[0], dtype=np.int64), lengths)
-    keep = lengths[rows] <= n
-    long = np.flatnonzero(~keep)
-    if len(long):
-        support = m.data[long].astype(np.int64)  # whole basket counts
-        top = int(support.max())
-        col_bits, value_bits = int(m.shape[1]).bit_length(), top.bit_length()
-        if int(m.shape[0]).bit_length() + value_bits + col_bits > 63:
-            order = long[np.lexsort((m.indices[long], -support, rows[long]))]
-        else:
-            key = (rows[long] << (value_bits + col_bits)) | ((top - support) << col_bits)
-            order = long[np.argsort(key | m.indices[long])]
-        # Rank within the row: the position in ``order`` less where the row's group starts.
-        position = np.arange(len(order))
-        grouped = rows[order]
-        starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
-        rank = position - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
-        keep[order[rank < n]] = True
-    indptr = np.r_[0, np.cumsum(np.minimum(lengths, n))]
+    m.sort_indices()
+    keep = _keep_top(m.indptr, m.data, n)
+    indptr = np.r_[0, np.cumsum(np.minimum(np.diff(m.indptr), n))]
     return sp.csr_matrix((m.data[keep].astype(np.float32), m.indices[keep], indptr), m.shape)
+
+
+@numba.njit(cache=True, nogil=True)
+def _keep_top(indptr: np.ndarray, data: np.ndarray, n: int) -> np.ndarray:
+    """Mask of the entries of each CSR row among its ``n`` largest (ties by position)."""
+    keep = np.zeros(data.shape[0], np.bool_)
+    for row in range(indptr.shape[0] - 1):
+        lo, hi = indptr[row], indptr[row + 1]
+        if hi - lo <= n:
+            keep[lo:hi] = True
+            continue
+        values = data[lo:hi]
+        for position in top_allowed(values, np.ones(hi - lo, np.bool_), n):
+            keep[lo + position] = True
+    return keep
