@@ -81,7 +81,7 @@ RecommenderDep = Annotated[Recommender, Depends(get_recommender)]
 OptionalRecommenderDep = Annotated[Recommender | None, Depends(get_optional_recommender)]
 
 
-def _check_key(given: str | None, settings: ApiSettings) -> None:
+def check_key(given: str | None, settings: ApiSettings) -> None:
     """401 without a key, 403 with a wrong one; the key itself is never logged or echoed."""
     if not given:
         raise HTTPException(
@@ -103,4 +103,4 @@ async def require_api_key(
     settings: SettingsDep, key: Annotated[str | None, Security(_api_key)]
 ) -> None:
     """Writes and admin routes always; reads when ``read_requires_key`` (see ``create_app``)."""
-    _check_key(key, settings)
+    check_key(key, settings)

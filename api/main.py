@@ -141,8 +141,9 @@ def create_app(
     # The key check is attached here, not on the routers, so that open routes (reads, or every
     # route in development without keys) carry no dependency: each costs tens of microseconds.
     keyed = [Depends(require_api_key)] if settings.api_keys else []
-    reads = keyed if settings.read_requires_key else []
+    reads = keyed if settings.reads_need_key else []
     # Routes match in order: the two hot ones first.
+    app.router.routes.append(recommendations.direct_route())
     app.include_router(recommendations.router, dependencies=reads)
     app.include_router(events.router, dependencies=keyed)
     for router in (items.reads, catalog.reads, visitors.reads, segments.reads):

@@ -121,6 +121,11 @@ class ApiSettings(BaseSettings):
     environment: Literal["development", "production"] = "development"
 
     @property
+    def reads_need_key(self) -> bool:
+        """Whether read routes check X-API-Key (only when keys are configured at all)."""
+        return self.read_requires_key and bool(self.api_keys)
+
+    @property
     def shards(self) -> int:
         """The global keys' shards this deployment uses."""
         if self.redis_shards is not None:

@@ -9,10 +9,11 @@ from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, StringConstraints, ValidationError
 
-from api.deps import serving_recommender
+from api.deps import API_KEY_HEADER, check_key, serving_recommender
 from api.routes.common import (
     API_PREFIX,
     NEEDS_MODEL,
+    DirectRoute,
     json_response,
     personalization_allowed,
     read_context,
@@ -210,6 +211,8 @@ async def recommendations(request: Request) -> Response:
     # and a returned model would be validated again against ``response_model`` (which stays
     # above for the OpenAPI document); the JSON is written once, by orjson.
     state = request.app.state
+    if state.settings.reads_need_key:
+        check_key(request.headers.get(API_KEY_HEADER), state.settings)
     recommender = serving_recommender(state.holder)
     params = recommendation_params(request)
     query = params.to_query(recommender.segment_names)
@@ -231,3 +234,16 @@ async def recommendations(request: Request) -> Response:
             "degraded": degraded,
         }
     )
+
+
+def direct_route() -> DirectRoute:
+    """This route as a plain Starlette route, for the app to match before FastAPI's own.
+
+    FastAPI's per-route machinery (request wrapping, dependency solving, its exit stack) costs
+    about 60 microseconds a request even with no dependency (measured in process: 171 -> 110 us
+    for a new visitor), a third of what a recommendation costs. The handler needs none of it:
+    it reads the request itself, checks the key when reads need one, and its errors are
+    FastAPI's exceptions, which the app's handlers answer as before. The FastAPI route above
+    stays registered for the OpenAPI document; requests reach this one first.
+    """
+    return DirectRoute(f"{API_PREFIX}/recommendations", recommendations, methods=["GET"])
