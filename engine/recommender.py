@@ -13,6 +13,7 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 import numpy as np
 
@@ -58,8 +59,10 @@ class Query:
     target_segments: frozenset[str] = frozenset()
 
 
-@dataclass(frozen=True)
-class Recommended:
+class Recommended(NamedTuple):
+    """One item of a list (a named tuple: built a few thousand times a second per worker, where
+    a frozen dataclass's ``__init__`` costs three times as much)."""
+
     item_id: str
     score: float
     reason: str
@@ -192,15 +195,14 @@ class Recommender:
             if index is not None and factor > 0:
                 scores[index] += np.log(factor)  # scores are log-odds-like: x factor on the odds
         picked = self._select(scores, allowed, query)
-        pinned = set(self._pins(query, allowed)) if query.explain else set()
-        explain = _Explainer(self, row, session_items, context) if query.explain else None
+        if query.explain:
+            pinned = set(self._pins(query, allowed))
+            explain = _Explainer(self, row, session_items, context)
+            reasons = ["featured" if i in pinned else explain(i) for i in picked]
+        else:
+            reasons = [""] * len(picked)
         return Recommendations(
-            items=[
-                self._item(
-                    i, score, "" if explain is None else "featured" if i in pinned else explain(i)
-                )
-                for i, score in zip(picked, scores[picked].tolist(), strict=True)
-            ],
+            items=self._items(picked, scores[picked].tolist(), reasons),
             strategy=strategy,
             model_version=model.version,
             segment=segment,
@@ -293,6 +295,8 @@ class Recommender:
     def _select(self, scores: np.ndarray, allowed: np.ndarray, query: Query) -> list[int]:
         """Pins, then the best allowed items under the diversity cap, then one page of them."""
         need = query.offset + query.k
+        if not query.pin and query.max_per_category is None:
+            return _top(scores, allowed, need)[query.offset :]
         pins = self._pins(query, allowed)
         taken = np.zeros(len(scores), dtype=bool)
         taken[pins] = True
@@ -357,6 +361,21 @@ class Recommender:
     def _item(self, index: int, score: float, reason: str) -> Recommended:
         item_id, description, category, price = self._row(index)
         return Recommended(item_id, score, reason, description, category, price)
+
+    def _items(
+        self, indices: list[int], scores: list[float], reasons: list[str]
+    ) -> list[Recommended]:
+        """A page of items: one gather per column rather than four reads per item."""
+        columns = (self._ids, self._descriptions, self._categories, self._prices)
+        ids, descriptions, categories, prices = (c[indices].tolist() for c in columns)
+        return [
+            Recommended(
+                item_id, score, reason, description, category, None if price != price else price
+            )
+            for item_id, score, reason, description, category, price in zip(
+                ids, scores, reasons, descriptions, categories, prices, strict=True
+            )
+        ]
 
 
 class _Explainer:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from engine.kernels import add_unit_range, weighted_row_sum
+from engine.kernels import add_session_term, weighted_row_sum
 from engine.matrix import SECONDS_PER_DAY, PurchaseHistory
 from engine.models.collaborative import FactorScorer, ItemKnnScorer
 
@@ -174,8 +174,18 @@ class RepeatAwareScorer:
             scores[bought] += w[0] * np.log1p(n_bought) + w[1] + w[2] * recency
         if len(session_items):
             # Each term scaled to [0, 1], worth half the session's strength.
-            add_unit_range(scores, factors @ session_vector.astype(np.float32), strength / 2.0)
-            add_unit_range(scores, self._knn_gather(session_items, session_weights), strength / 2.0)
+            similarity = self.knn.similarity
+            add_session_term(
+                scores,
+                factors,
+                session_vector.astype(np.float32, copy=False),
+                similarity.indptr,
+                similarity.indices,
+                similarity.data,
+                session_items,
+                session_weights,
+                strength / 2.0,
+            )
         return scores
 
     def _knn_gather(self, items: np.ndarray, weights: np.ndarray) -> np.ndarray:

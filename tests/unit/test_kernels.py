@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from engine.kernels import add_unit_range, top_allowed, weighted_row_sum
+from engine.kernels import add_session_term, add_unit_range, top_allowed, weighted_row_sum
 
 
 def _reference_top(scores: np.ndarray, allowed: np.ndarray, n: int) -> list[int]:
@@ -72,3 +72,29 @@ def test_add_unit_range_adds_the_scaled_values_and_nothing_when_constant() -> No
     constant = np.ones(4, dtype=np.float32)
     add_unit_range(constant, np.full(4, 7.0, dtype=np.float32), 2.0)
     np.testing.assert_array_equal(constant, np.ones(4))
+
+
+def _unit(values: np.ndarray) -> np.ndarray:
+    low, high = values.min(), values.max()
+    return (values - low) / (high - low) if high > low else np.zeros_like(values)
+
+
+def test_add_session_term_is_the_two_scaled_terms_of_numpy() -> None:
+    rng = np.random.default_rng(5)
+    factors = rng.standard_normal((40, 16)).astype(np.float32)
+    vector = rng.standard_normal(16).astype(np.float32)
+    similarity = sp.random(40, 40, density=0.2, random_state=6, dtype=np.float32, format="csr")
+    items, weights = np.array([2, 9, 31]), np.array([0.25, 1.0, 0.5])
+    prior = rng.standard_normal(40).astype(np.float32)
+    out = prior.copy()
+    add_session_term(out, factors, vector, similarity.indptr, similarity.indices,
+                     similarity.data, items, weights, 1.5)  # fmt: skip
+    knn = similarity[items].T.astype(np.float64) @ weights
+    expected = prior + 1.5 * _unit(factors.astype(np.float64) @ vector) + 1.5 * _unit(knn)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+    # A session of items without neighbours adds the factor term alone.
+    out = prior.copy()
+    empty = sp.csr_matrix((40, 40), dtype=np.float32)
+    add_session_term(out, factors, vector, empty.indptr, empty.indices, empty.data, items,
+                     weights, 1.5)  # fmt: skip
+    np.testing.assert_allclose(out, prior + 1.5 * _unit(factors @ vector), rtol=1e-5, atol=1e-5)
