@@ -82,6 +82,11 @@ def register(sub: Subparsers) -> None:
         default="4g",
         help="memory of the Spark driver, which holds the artifact's arrays (default 4g)",
     )
+    scale.add_argument(
+        "--spark-checkpoint-dir",
+        help="where Spark's ALS checkpoints (default: the temp dir, for local masters; a "
+        "cluster needs a shared path such as hdfs://...)",
+    )
     train.add_argument(
         "--no-publish",
         action="store_true",
@@ -403,7 +408,9 @@ def _train_spark(args: argparse.Namespace, settings: TrainerSettings, params: Mo
     if not args.no_evaluate:
         _say(settings, "--trainer spark skips the hold-out evaluation (personalize evaluate "
              "on a sample of the log measures the model)")  # fmt: skip
-    spark = spark_trainer.spark_session(args.spark_master, args.spark_driver_memory)
+    spark = spark_trainer.spark_session(
+        args.spark_master, args.spark_driver_memory, args.spark_checkpoint_dir
+    )
     try:
         clock = time.perf_counter()
         log = spark_trainer.read_log(spark, args.log, fmt)

@@ -57,12 +57,28 @@ def _train(sample: Path, models: Path, *extra: str) -> Model:
 
 
 @pytest.fixture(scope="module")
-def both(sample: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Model, Model]:
+def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("checkpoints")
+
+
+@pytest.fixture(scope="module")
+def both(
+    sample: Path, checkpoints: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Model, Model]:
     default = _train(sample, tmp_path_factory.mktemp("implicit"))
     spark = _train(
-        sample, tmp_path_factory.mktemp("spark"), "--trainer", "spark", "--spark-master", "local[2]"
+        sample,
+        tmp_path_factory.mktemp("spark"),
+        *("--trainer", "spark", "--spark-master", "local[2]"),
+        *("--spark-checkpoint-dir", str(checkpoints)),
     )
     return default, spark
+
+
+def test_spark_checkpoints_where_it_is_told(both: tuple[Model, Model], checkpoints: Path) -> None:
+    # ALS's lineage must be cut by checkpoints (a 10M-line fit failed without them):
+    # Spark made its checkpoint folder in the given directory.
+    assert any(path.is_dir() for path in checkpoints.iterdir())
 
 
 def test_spark_cleans_the_log_as_the_default_reader_does(both: tuple[Model, Model]) -> None:
