@@ -143,7 +143,7 @@ def create_app(
     keyed = [Depends(require_api_key)] if settings.api_keys else []
     reads = keyed if settings.reads_need_key else []
     # Routes match in order: the two hot ones first.
-    app.router.routes.append(recommendations.direct_route())
+    app.router.routes.extend([recommendations.direct_route(), events.direct_route()])
     app.include_router(recommendations.router, dependencies=reads)
     app.include_router(events.router, dependencies=keyed)
     for router in (items.reads, catalog.reads, visitors.reads, segments.reads):

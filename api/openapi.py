@@ -3,7 +3,8 @@
 Documented once here, not route by route, so that a new route cannot forget them: a route with
 a security requirement answers 401 (no key) and 403 (wrong key); one that takes a body 400 (not
 JSON) and 413 (over ``max_body_bytes``); one with parameters or a body 422; and every error
-declared without a body has :class:`~api.schemas.ErrorOut`'s. Schemathesis checks every answer
+declared without a body has :class:`~api.schemas.ErrorOut`'s. A body schema a route wrote itself
+brings its definitions along. Schemathesis checks every answer
 against this document (tests/integration/test_schema_fuzz.py).
 """
 
@@ -51,6 +52,7 @@ def document_errors(app: FastAPI) -> dict[str, Any]:
     components.setdefault("ErrorOut", ErrorOut.model_json_schema())
     for operations in schema["paths"].values():
         for operation in operations.values():
+            _hoist_body_definitions(operation, components)
             responses = operation.setdefault("responses", {})
             extra: dict[str, dict[str, Any]] = {}
             if operation.get("security"):
@@ -70,6 +72,14 @@ def document_errors(app: FastAPI) -> dict[str, Any]:
                     responses[status] = {**answer, "content": body}
     app.openapi_schema = schema
     return schema
+
+
+def _hoist_body_definitions(operation: dict[str, Any], components: dict[str, Any]) -> None:
+    """Move the ``$defs`` of a body schema written by a route itself (one that reads its own
+    body, like POST /v1/events) to the components, where its references point."""
+    for media in operation.get("requestBody", {}).get("content", {}).values():
+        for name, definition in media.get("schema", {}).pop("$defs", {}).items():
+            components.setdefault(name, definition)
 
 
 def _validation_schema(components: dict[str, Any]) -> dict[str, Any]:

@@ -5,11 +5,22 @@ from __future__ import annotations
 import time
 from collections import Counter
 from http import HTTPStatus
-from typing import Annotated
+from typing import Any
 
-from fastapi import APIRouter, Body, HTTPException, Request, Response
+from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import TypeAdapter, ValidationError
+from starlette.requests import ClientDisconnect
 
-from api.routes.common import API_PREFIX, json_response, store_failed, unavailable_for_writes
+from api.deps import API_KEY_HEADER, check_key
+from api.routes.common import (
+    API_PREFIX,
+    DirectRoute,
+    invalid_request,
+    json_response,
+    store_failed,
+    unavailable_for_writes,
+)
 from api.schemas import EventIn, EventsAccepted, EventsBody
 from engine.profiles import StoreUnavailableError
 
@@ -41,6 +52,56 @@ _EXAMPLES = {
     },
 }  # fmt: skip
 
+_EVENTS_BODY: TypeAdapter[EventIn | list[EventIn]] = TypeAdapter(EventsBody)
+
+
+def _request_body_document() -> dict[str, Any]:
+    """The body's OpenAPI entry, written here because the handler reads the body itself.
+
+    Its ``$defs`` (the event's schema) are moved to the document's components by
+    :func:`api.openapi.document_errors`, where the references point.
+    """
+    schema = _EVENTS_BODY.json_schema(ref_template="#/components/schemas/{model}")
+    return {
+        "required": True,
+        "content": {"application/json": {"schema": schema, "examples": _EXAMPLES}},
+    }
+
+
+def _is_json(content_type: str | None) -> bool:
+    """FastAPI's rule: JSON when the Content-Type says so (``application/json``, ``+json``) or
+    says nothing; ``text/plain`` arrives here already rewritten (api/browser.py)."""
+    if not content_type:
+        return True
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+async def read_events(request: Request) -> list[EventIn]:
+    """The body validated as one event or a batch in one pydantic call (JSON parsed in Rust):
+    400 if it is not JSON, else errors in FastAPI's 422 shape, ``loc`` led by ``body``."""
+    try:
+        body = await request.body()
+    except ClientDisconnect:
+        # Nobody reads the answer; it ends the request quietly, as FastAPI's own body reading does.
+        raise HTTPException(HTTPStatus.BAD_REQUEST, "the client left mid-body") from None
+    if not _is_json(request.headers.get("content-type")):
+        raise RequestValidationError([{
+            "type": "content_type", "loc": ("body",), "input": None,
+            "msg": "expected a JSON body (Content-Type: application/json)",
+        }])  # fmt: skip
+    try:
+        parsed = _EVENTS_BODY.validate_json(body)
+    except ValidationError as exc:
+        malformed = next((e for e in exc.errors() if e["type"] == "json_invalid"), None)
+        if malformed is not None:  # its input is the raw bytes, not for a JSON answer
+            detail = f"the body is not JSON: {malformed['msg']}"
+            raise HTTPException(HTTPStatus.BAD_REQUEST, detail) from None
+        raise invalid_request(exc, "body") from None
+    return parsed if isinstance(parsed, list) else [parsed]
+
 
 @router.post(
     "/events",
@@ -57,16 +118,17 @@ _EXAMPLES = {
         413: {"description": "body or batch too large"},
         503: {"description": "profile store unreachable: nothing stored, retry"},
     },
+    openapi_extra={"requestBody": _request_body_document()},
 )
-async def record_events(
-    request: Request, body: Annotated[EventsBody, Body(openapi_examples=_EXAMPLES)]
-) -> Response:
-    # A hot path: the body is FastAPI's to validate, the rest is read off the app's state
-    # rather than through dependencies (tens of microseconds each), the answer written by orjson.
+async def record_events(request: Request) -> Response:
+    # A hot path, like GET /v1/recommendations: it reads the request itself (see direct_route),
+    # takes the rest off the app's state, and writes the answer once, by orjson.
     state = request.app.state
     settings, store, metrics = state.settings, state.store, state.metrics
+    if settings.api_keys:
+        check_key(request.headers.get(API_KEY_HEADER), settings)
+    batch = await read_events(request)
     recommender = state.holder.current
-    batch: list[EventIn] = body if isinstance(body, list) else [body]
     if len(batch) > settings.max_batch:
         raise HTTPException(
             413, f"{len(batch)} events in one request; at most {settings.max_batch}"
@@ -91,3 +153,9 @@ async def record_events(
         {"accepted": accepted, "duplicates": len(events) - accepted, "unknown_items": unknown},
         HTTPStatus.ACCEPTED,
     )
+
+
+def direct_route() -> DirectRoute:
+    """This route as a plain Starlette route matched before FastAPI's, for the reason given in
+    :func:`api.routes.recommendations.direct_route`; the FastAPI route stays for the document."""
+    return DirectRoute(f"{API_PREFIX}/events", record_events, methods=["POST"])

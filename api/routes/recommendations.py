@@ -14,6 +14,7 @@ from api.routes.common import (
     API_PREFIX,
     NEEDS_MODEL,
     DirectRoute,
+    invalid_request,
     json_response,
     personalization_allowed,
     read_context,
@@ -172,8 +173,7 @@ def recommendation_params(request: Request) -> RecommendationParams:
     try:
         return RecommendationParams.model_validate(raw)
     except ValidationError as exc:
-        errors = exc.errors(include_url=False, include_context=False)
-        raise RequestValidationError([{**e, "loc": ("query", *e["loc"])} for e in errors]) from None
+        raise invalid_request(exc, "query") from None
 
 
 def _openapi_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:

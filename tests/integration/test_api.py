@@ -535,6 +535,31 @@ async def test_malformed_requests_get_422_naming_the_field(
     assert loc in [error["loc"] for error in response.json()["detail"]]
 
 
+@pytest.mark.parametrize("body", [b"{", b"\xc9", b""])
+async def test_an_event_body_that_is_not_json_gets_400(
+    memory_client: httpx.AsyncClient, body: bytes
+) -> None:
+    headers = {**AUTH, "content-type": "application/json"}
+    response = await memory_client.post("/v1/events", content=body, headers=headers)
+    assert response.status_code == 400, response.text
+    assert response.json()["detail"].startswith("the body is not JSON")
+
+
+async def test_an_event_body_declared_as_another_type_gets_422(
+    memory_client: httpx.AsyncClient,
+) -> None:
+    headers = {**AUTH, "content-type": "application/xml"}
+    body = b'{"visitor_id": "v1", "item_id": "sku1", "type": "click"}'
+    response = await memory_client.post("/v1/events", content=body, headers=headers)
+    assert response.status_code == 422, response.text
+    assert [error["loc"] for error in response.json()["detail"]] == [["body"]]
+    assert "Content-Type" in response.json()["detail"][0]["msg"]
+    accepted = await memory_client.post(
+        "/v1/events", content=body, headers={**AUTH, "content-type": "application/json"}
+    )
+    assert accepted.status_code == 202, accepted.text
+
+
 async def test_oversize_body_gets_413(shop: Path) -> None:
     async with serving(settings_for(shop, max_body_bytes=2048)) as c:
         big = [event("v-big", f"sku{i}") for i in range(100)]
