@@ -7,10 +7,7 @@ each (numpy releases the GIL in the product, the reductions and the partitions),
 chosen items are explained.
 
 The selection is exact: every list equals a full sort of the allowed items by score, equal
-scores by item index. It avoids a full ``argpartition`` of each score row, which costs more than
-the product itself on a large catalog: the row's maxima over fixed chunks of items bound the
-k-th best score from below, so only the k best chunks can hold the top k (see
-:func:`select_top_k`).
+scores by item index (:func:`engine.scoring.select_top_k`).
 """
 
 from __future__ import annotations
@@ -25,12 +22,12 @@ from threadpoolctl import threadpool_limits
 
 from engine.matrix import PurchaseHistory
 from engine.recommender import COLLABORATIVE_REASON, bought_reason
+from engine.scoring import select_top_k
 
 ScoreBlock = Callable[[np.ndarray], np.ndarray]
 """Scores of a block of user rows: a fresh (len(rows), n_items) float32 array (modified)."""
 
 BLOCK_FLOATS = 1 << 23  # scores per block (32 MiB of float32): big enough for BLAS to run at speed
-CHUNK = 64  # items per chunk of the selection's lower bound
 
 
 @dataclass(frozen=True)
@@ -98,61 +95,6 @@ def rank_batch(
             if progress is not None:
                 progress(len(block_items))
     return BatchRanking(users, items, values)
-
-
-def select_top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per row, the ``k`` highest scores (equal scores by lower index) and their values.
-
-    Exact, without partitioning whole rows: the maxima of the row's chunks of :data:`CHUNK`
-    items are computed in one streaming pass; ``k`` chunks hold a score at least the k-th
-    largest maximum, so the top ``k`` lies in those ``k`` chunks (plus the short tail that fills
-    no chunk), a few hundred candidates instead of the whole catalog. A row where another chunk
-    ties that bound, or where the candidates tie at the cut, is ranked in full instead, so
-    equal scores are always decided by index. Items scored ``-inf`` (excluded) come back as -1.
-
-    Returns:
-        (n_rows, k) int64 item indices, best first, and their (n_rows, k) float32 scores.
-    """
-    n_rows, n_items = scores.shape
-    k = min(k, n_items)
-    chunk = max(1, min(CHUNK, n_items // (4 * k)))
-    n_chunks = n_items // chunk
-    if n_chunks <= k:  # a tiny catalog: every item is a candidate
-        candidates = np.broadcast_to(np.arange(n_items), scores.shape)
-        tied = np.zeros(n_rows, dtype=bool)
-    else:
-        maxima = scores[:, : n_chunks * chunk].reshape(n_rows, n_chunks, chunk).max(axis=2)
-        best = np.sort(np.argpartition(maxima, n_chunks - k, axis=1)[:, n_chunks - k :], axis=1)
-        bound = np.take_along_axis(maxima, best, axis=1).min(axis=1)
-        tied = (maxima >= bound[:, None]).sum(axis=1) > k  # another chunk reaches the bound
-        within = (best[:, :, None] * chunk + np.arange(chunk)).reshape(n_rows, k * chunk)
-        tail = np.broadcast_to(np.arange(n_chunks * chunk, n_items), (n_rows, n_items % chunk))
-        candidates = np.concatenate([within, tail], axis=1)  # ascending per row
-    values = np.take_along_axis(scores, candidates, axis=1)
-    n_candidates = candidates.shape[1]
-    if n_candidates > k:
-        part = np.argpartition(values, n_candidates - k - 1, axis=1)[:, n_candidates - k - 1 :]
-        cut = np.take_along_axis(values, part[:, :1], axis=1)[:, 0]  # the (k+1)-th best
-        part = part[:, 1:]
-        tied |= np.take_along_axis(values, part, axis=1).min(axis=1) <= cut  # tie at the cut
-        values = np.take_along_axis(values, part, axis=1)
-        candidates = np.take_along_axis(candidates, part, axis=1)
-    order = np.lexsort((candidates, -values), axis=1)[:, :k]
-    items = np.take_along_axis(candidates, order, axis=1).astype(np.int64)
-    top = np.take_along_axis(values, order, axis=1).astype(np.float32)
-    for row in np.flatnonzero(tied):  # rare with real scores: ranked in full
-        items[row], top[row] = _full_rank(scores[row], k)
-    items[top == -np.inf] = -1
-    return items, top
-
-
-def _full_rank(row: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The top ``k`` of one row by (score descending, index ascending), over everything tied
-    with the k-th best score."""
-    cut = np.partition(row, len(row) - k)[len(row) - k]
-    candidates = np.flatnonzero(row >= cut)
-    order = np.lexsort((candidates, -row[candidates]))[:k]
-    return candidates[order], row[candidates[order]]
 
 
 def bought_not_due(history: PurchaseHistory, users: np.ndarray, now: float) -> sp.csr_matrix:

@@ -66,8 +66,11 @@ class Interactions:
         return self.where((self.time >= start) & (self.time < end))
 
     def active_users(self) -> np.ndarray:
-        """Sorted row indices of users with at least one event."""
-        return np.unique(self.user)
+        """Sorted row indices of users with at least one event.
+
+        Counted, not ``np.unique``d: numpy 2.4's hash-based unique took 3 s on 10M events.
+        """
+        return np.flatnonzero(np.bincount(self.user, minlength=len(self.users)))
 
 
 @dataclass(frozen=True)

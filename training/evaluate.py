@@ -48,7 +48,7 @@ class HoldoutSplit:
     def at(cls, events: Interactions, cut: int, period: str = "after the cut") -> HoldoutSplit:
         """Train on the events before ``cut``, test on those from it on."""
         train, test = events.before(cut), events.where(events.time >= cut)
-        users = np.intersect1d(train.active_users(), test.active_users())
+        users = np.intersect1d(train.active_users(), test.active_users(), assume_unique=True)
         if len(users) == 0:
             raise ValueError(
                 f"no customer bought both before and {period}: "

@@ -51,7 +51,7 @@ def fit_repeat_aware(
             f"fitted on would be fitted on almost nothing; choose a shorter window "
             f"(--validation-days, e.g. {max(1, int(span / 4))})"
         )
-    users = np.intersect1d(earlier.active_users(), window.active_users())
+    users = np.intersect1d(earlier.active_users(), window.active_users(), assume_unique=True)
     if len(users) == 0:
         raise ValueError(
             f"no customer bought both before and within the last {params.fusion.validation_days} "

@@ -224,7 +224,10 @@ def train_spark(
     validation = _signals(log, params, as_of=start, threads=threads)
     full = _cells(log, params, as_of=as_of)
     window = (full.last >= start).nonzero()[0]
-    users = np.intersect1d(np.unique(full.u[full.first < start]), np.unique(full.u[window]))
+    n = len(log.users)  # counted, not np.unique'd (see Interactions.active_users)
+    earlier = np.bincount(full.u[full.first < start], minlength=n) > 0
+    recent = np.bincount(full.u[window], minlength=n) > 0
+    users = np.flatnonzero(earlier & recent)
     if len(users) == 0:
         raise ValueError(
             f"no customer bought both before and within the last {params.fusion.validation_days} "

@@ -1,11 +1,14 @@
-"""top_k: order, ties, short catalogs and exclusion."""
+"""top_k and select_top_k: order, ties by index, short catalogs and exclusion, against a full
+sort."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import scipy.sparse as sp
+from ranking import full_sort_top_k
 
-from engine.scoring import top_k
+from engine.scoring import select_top_k, top_k
 
 
 def _mask(rows: list[list[int]], n_items: int) -> sp.csr_matrix:
@@ -108,3 +111,30 @@ def test_rows_are_ranked_independently() -> None:
     block = top_k(scores.copy(), 5)
     one_by_one = np.concatenate([top_k(scores[[i]].copy(), 5) for i in range(8)])
     np.testing.assert_array_equal(block, one_by_one)
+
+
+@pytest.mark.parametrize("n_items", [1, 7, 10, 11, 63, 200, 1000, 4099])
+@pytest.mark.parametrize("k", [1, 5, 10])
+@pytest.mark.parametrize("kind", ["distinct", "ties", "mostly excluded", "constant"])
+def test_selection_equals_a_full_sort(n_items: int, k: int, kind: str) -> None:
+    rng = np.random.default_rng(n_items * 100 + k)
+    scores = rng.standard_normal((30, n_items)).astype(np.float32)
+    if kind == "ties":
+        scores = np.round(scores * 2).astype(np.float32)  # a handful of distinct values
+    elif kind == "mostly excluded":
+        scores[rng.random(scores.shape) < 0.95] = -np.inf
+    elif kind == "constant":
+        scores[:] = 1.0
+    items, values = select_top_k(scores.copy(), k)
+    expected = full_sort_top_k(scores, k)
+    np.testing.assert_array_equal(items, expected)
+    picked = np.take_along_axis(scores, np.maximum(expected, 0), axis=1)
+    np.testing.assert_array_equal(values, np.where(expected >= 0, picked, -np.inf))
+
+
+def test_ties_go_to_the_lower_index_wherever_they_fall() -> None:
+    scores = np.zeros((2, 5000), dtype=np.float32)
+    scores[0, [4999, 17, 2500, 3]] = 1.0  # four equal winners spread over chunks
+    scores[1, 4000:] = 2.0
+    items, _ = select_top_k(scores, 3)
+    assert items.tolist() == [[3, 17, 2500], [4000, 4001, 4002]]

@@ -250,10 +250,18 @@ def _quintiles(values: np.ndarray) -> np.ndarray:
 def _distinct(
     user: np.ndarray, value: np.ndarray, n: int
 ) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
-    """Distinct (user, value) pairs sorted by user then value, and how many each user has."""
+    """Distinct (user, value) pairs sorted by user then value, and how many each user has.
+
+    Sorted and compared rather than ``np.unique``d: numpy 2.4's hash-based unique took 12 s on
+    10M distinct keys, a sort 0.7 s.
+    """
     low = int(value.min())
     span = int(value.max()) - low + 1
-    keys = np.unique(user.astype(np.int64) * span + (value - low))
+    keys = np.sort(user.astype(np.int64) * span + (value - low))
+    new = np.empty(len(keys), dtype=bool)
+    new[:1] = True
+    np.not_equal(keys[1:], keys[:-1], out=new[1:])
+    keys = keys[new]
     pair_user = keys // span
     return (pair_user, keys % span + low), np.bincount(pair_user, minlength=n).astype(np.int64)
 
