@@ -68,7 +68,8 @@ class Interactions:
     def active_users(self) -> np.ndarray:
         """Sorted row indices of users with at least one event.
 
-        Counted, not ``np.unique``d: numpy 2.4's hash-based unique took 3 s on 10M events.
+        Counted, not ``np.unique``d: numpy 2.4's hash-based unique took 3.3 s on 10M ids of a
+        million users.
         """
         return np.flatnonzero(np.bincount(self.user, minlength=len(self.users)))
 

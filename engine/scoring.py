@@ -75,11 +75,13 @@ def select_top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         candidates = np.take_along_axis(candidates, part, axis=1)
     order = np.lexsort((candidates, -values), axis=1)[:, :k]
     items = np.take_along_axis(candidates, order, axis=1).astype(np.int64)
-    top = np.take_along_axis(values, order, axis=1).astype(np.float32)
+    top = np.take_along_axis(values, order, axis=1)
     for row in np.flatnonzero(tied):  # rare with real scores: ranked in full
         items[row], top[row] = _full_rank(scores[row], k)
+    # Excluded in the scores' own precision: a float64 score below float32's range is not -inf.
     items[top == -np.inf] = -1
-    return items, top
+    with np.errstate(over="ignore"):  # such a score is -inf as float32; its item stays
+        return items, top.astype(np.float32, copy=False)
 
 
 def _full_rank(row: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

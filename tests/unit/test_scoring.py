@@ -138,3 +138,9 @@ def test_ties_go_to_the_lower_index_wherever_they_fall() -> None:
     scores[1, 4000:] = 2.0
     items, _ = select_top_k(scores, 3)
     assert items.tolist() == [[3, 17, 2500], [4000, 4001, 4002]]
+
+
+def test_only_minus_infinity_is_excluded_whatever_the_precision() -> None:
+    # -1e300 is a (very low) float64 score, not an exclusion, though float32 cannot hold it.
+    scores = np.array([[-1e300, 2.0, -np.inf, 1.0]])
+    np.testing.assert_array_equal(top_k(scores.copy(), 4), [[1, 3, 0, -1]])
