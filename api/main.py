@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 
 from api.browser import BeaconBodyMiddleware, mount_demo
 from api.deps import API_KEY_HEADER, require_api_key
+from api.hot_routes import HotRoutesApp
 from api.metrics import ApiMetrics
 from api.middleware import BodyLimitMiddleware, MetricsMiddleware
 from api.openapi import document_errors
@@ -125,7 +126,7 @@ def create_app(
             if own_store:
                 await app.state.store.close()
 
-    app = FastAPI(
+    app = HotRoutesApp(
         title="personalize",
         summary="Real-time personalization: recommendations from a trained model and the "
         "visitor's live session.",
@@ -142,8 +143,7 @@ def create_app(
     # route in development without keys) carry no dependency: each costs tens of microseconds.
     keyed = [Depends(require_api_key)] if settings.api_keys else []
     reads = keyed if settings.reads_need_key else []
-    # Routes match in order: the two hot ones first.
-    app.router.routes.extend([recommendations.direct_route(), events.direct_route()])
+    app.add_hot_routes([recommendations.direct_route(), events.direct_route()])
     app.include_router(recommendations.router, dependencies=reads)
     app.include_router(events.router, dependencies=keyed)
     for router in (items.reads, catalog.reads, visitors.reads, segments.reads):

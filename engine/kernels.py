@@ -155,3 +155,39 @@ def add_session_term(
     add_unit_range(out, _dot_rows(item_factors, vector), scale)
     knn = weighted_row_sum(indptr, indices, data, items, weights, out.shape[0])
     add_unit_range(out, knn, scale)
+
+
+@numba.njit(cache=True, nogil=True)
+def add_customer_terms(
+    out: np.ndarray,
+    item_factors: np.ndarray,
+    user_vector: np.ndarray,
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    data: np.ndarray,
+    bought: np.ndarray,
+    n_bought: np.ndarray,
+    age_days: np.ndarray,
+    weights: np.ndarray,
+    recency_half_life_days: float,
+) -> None:
+    """A known customer's fused score added in place to the item prior: the factor score, the
+    kNN score of the items bought (scaled to the customer's maximum) and, on the items bought,
+    the history features. ``weights`` are the fusion weights in
+    ``engine.models.repeat_aware.FEATURES`` order. One call for what was a dozen numpy calls
+    and a product with the whole catalog's temporaries, about 100 microseconds a request."""
+    if weights[5] != 0:
+        dots = _dot_rows(item_factors, user_vector)
+        for i in range(out.shape[0]):
+            out[i] += weights[5] * dots[i]
+    if weights[6] != 0:
+        knn = weighted_row_sum(indptr, indices, data, bought, n_bought, out.shape[0])
+        top = np.float32(0.0)
+        for i in range(knn.shape[0]):
+            top = max(top, knn[i])
+        scale = weights[6] / top if top > 0 else weights[6]
+        for i in range(out.shape[0]):
+            out[i] += scale * knn[i]
+    for j in range(bought.shape[0]):
+        recency = 2.0 ** (-max(age_days[j], 0.0) / recency_half_life_days)
+        out[bought[j]] += weights[0] * np.log1p(n_bought[j]) + weights[1] + weights[2] * recency

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from engine.kernels import add_session_term, weighted_row_sum
+from engine.kernels import add_customer_terms, add_session_term
 from engine.matrix import SECONDS_PER_DAY, PurchaseHistory
 from engine.models.collaborative import FactorScorer, ItemKnnScorer
 
@@ -163,15 +163,21 @@ class RepeatAwareScorer:
             strength = session_strength(prior) if strength is None else strength
         factors = self.factors.item_factors
         if user is not None:
-            counts = self.history.counts
+            counts, similarity = self.history.counts, self.knn.similarity
             lo, hi = counts.indptr[user], counts.indptr[user + 1]
-            bought, n_bought = counts.indices[lo:hi], counts.data[lo:hi]
-            scores += w[5] * (factors @ self.factors.user_factors[user])
-            if w[6]:
-                scores += w[6] * _scaled_to_max(self._knn_gather(bought, n_bought))
-            age_days = np.maximum(as_of - self.history.last_time.data[lo:hi], 0.0)
-            recency = np.exp2(-age_days / SECONDS_PER_DAY / RECENCY_HALF_LIFE_DAYS)
-            scores[bought] += w[0] * np.log1p(n_bought) + w[1] + w[2] * recency
+            add_customer_terms(
+                scores,
+                factors,
+                self.factors.user_factors[user],
+                similarity.indptr,
+                similarity.indices,
+                similarity.data,
+                counts.indices[lo:hi],
+                counts.data[lo:hi],
+                (as_of - self.history.last_time.data[lo:hi]) / SECONDS_PER_DAY,
+                w,
+                RECENCY_HALF_LIFE_DAYS,
+            )
         if len(session_items):
             # Each term scaled to [0, 1], worth half the session's strength.
             similarity = self.knn.similarity
@@ -187,13 +193,6 @@ class RepeatAwareScorer:
                 strength / 2.0,
             )
         return scores
-
-    def _knn_gather(self, items: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        """sum_i weights_i * similarity[items_i, :] as a dense row."""
-        similarity = self.knn.similarity
-        return weighted_row_sum(
-            similarity.indptr, similarity.indices, similarity.data, items, weights, self.n_items
-        )
 
     def _history_entries(
         self, users: np.ndarray, as_of: int
@@ -217,8 +216,3 @@ def session_strength(prior: np.ndarray) -> float:
     item from a typical one (at least 1), so a visitor's clicks can lift an item past what
     everyone else buys."""
     return max(float(prior.max(initial=0.0) - np.median(prior)), 1.0)
-
-
-def _scaled_to_max(values: np.ndarray) -> np.ndarray:
-    top = float(values.max(initial=0.0))
-    return values / top if top > 0 else values

@@ -23,6 +23,7 @@ from shops import trained_shop
 from engine.artifacts import load_artifact, write_artifact
 from engine.matrix import SECONDS_PER_DAY
 from engine.model import Model, load_model
+from engine.models.repeat_aware import FEATURES
 from engine.profiles import Profile, RecentEvent
 from engine.recommender import (
     Query,
@@ -85,6 +86,27 @@ def customer(model: Model) -> str:
         if due(row) >= 2 and len(history.items_of(row)) - due(row) >= 5
     ]
     return str(model.users.ids[max(rows, key=due)])
+
+
+# --- the request's scorer against the batch scorer ---------------------------------------------
+
+
+@pytest.mark.parametrize("weights", ["fitted", "every feature"])
+def test_a_customer_is_scored_per_request_as_in_batch(model: Model, weights: str) -> None:
+    """The request path (one compiled kernel) gives a known customer without a session the
+    scores of the batch path (e-mails, evaluation): the features are the same, on any weights."""
+    scorer = model.scorer
+    if weights == "every feature":
+        scorer = scorer.with_weights(dict.fromkeys(FEATURES, 1.0))
+    as_of = int(model.as_of)
+    rows = np.flatnonzero(np.diff(scorer.history.counts.indptr) > 0)[:25]
+    no_session = np.zeros(scorer.factors.item_factors.shape[1], np.float32)
+    batch = scorer.score(rows, as_of)
+    for row, expected in zip(rows.tolist(), batch, strict=True):
+        got = scorer.score_visitor(
+            row, no_session, np.empty(0, np.int64), np.empty(0, np.float32), as_of
+        )
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
 
 # --- helpers -----------------------------------------------------------------------------------
