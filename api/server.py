@@ -54,14 +54,17 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._max_head = self.config.h11_max_incomplete_event_size or DEFAULT_MAX_HEAD_BYTES
         self._timeout = _request_timeout()
         self._deadline: asyncio.TimerHandle | None = None
+        self._started: float | None = None  # when the request in progress began arriving
         self._head_bytes: int | None = 0  # bytes of the current head; None once it is complete
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._arm()
+        self._begin()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -74,28 +77,34 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._arm()
+        self._begin()
 
     def on_headers_complete(self) -> None:
         self._head_bytes = None
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
-        self._disarm()
+        self._started = None
         self._head_bytes = 0  # the next request's head is counted from here
         super().on_message_complete()
 
-    def _arm(self) -> None:
+    def _begin(self) -> None:
+        """Start the clock of a request. The timer is not set per request (on a keep-alive
+        connection that would be a timer made, pushed on the loop's heap and cancelled on every
+        request): it fires at most once per timeout and checks the request in progress then.
+        """
+        self._started = self.loop.time()
         if self._deadline is None:
-            self._deadline = self.loop.call_later(self._timeout, self._expired)
+            self._deadline = self.loop.call_at(self._started + self._timeout, self._check)
 
-    def _disarm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
-
-    def _expired(self) -> None:
+    def _check(self) -> None:
         self._deadline = None
+        if self._started is None:
+            return  # idle between requests: uvicorn's keep-alive timeout applies
+        due = self._started + self._timeout
+        if self.loop.time() < due:
+            self._deadline = self.loop.call_at(due, self._check)  # a later request's deadline
+            return
         head_done = self._head_bytes is None
         if head_done and self.cycle is not None and self.cycle.response_started:
             self.transport.close()  # too late for a status line: just drop the client
@@ -103,7 +112,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._refuse(b"408 Request Timeout", "request not received in time")
 
     def _refuse(self, status: bytes, text: str) -> None:
-        self._disarm()
+        self._started = None
         if not self.transport.is_closing():
             # Debug, not info: a flood of slow clients must not become a flood of log lines.
             self.logger.debug("closing connection from %s: %s", self.client, text)

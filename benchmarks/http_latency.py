@@ -25,6 +25,10 @@ runs out). Cases, per engine server:
   ``GET /v1/trending?k=50``, a different visitor each request); a known customer (no session);
 * ``POST /v1/events``: one click event, a fresh event id each request.
 
+The floor servers stay up while the engine runs, and each engine case takes turns with the
+floor's case of the same method and worker count (``ROUNDS`` parts each, alternating): the
+ratios compare runs made in the same minutes, since a shared host's speed drifts over a run
+(the same floor measured 11,907 and 6,507 req/s an hour apart on the reference machine).
 Each case is loaded twice: for capacity, closed loop (``--concurrency`` requests always in
 flight, as fast as the server answers), and for latency, open loop at a fixed ``--rate`` (the same
 traffic for the floor and every case; each request timed from when it was due, so a stall is
@@ -32,9 +36,9 @@ charged to every request it delays). At saturation a request's latency is mostly
 the others in flight (p99 about concurrency x service time), so it restates capacity; the
 fixed-rate run is the latency a page sees. Reported per case and run: p50, p90 and p99 latency,
 throughput, errors (non-2xx or exceptions), and against the floor of the same method and worker
-count the throughput ratio and the p99 difference; then, for every case run with 1 and with 2
-workers, the two throughputs side by side with the floor's (2 workers / 1 worker: what a second
-worker buys when client and server share the cores).
+count in the same rounds the throughput ratio and the p99 difference; then, for every case run
+with 1 and with 2 workers, the two throughputs side by side with the floor's (2 workers / 1
+worker: what a second worker buys when client and server share the cores).
 Client and server share the machine's cores (2 on the reference machine), so the client's own
 CPU time is in every figure: absolute numbers are pessimistic; the ratios are what to compare.
 """
@@ -42,6 +46,7 @@ CPU time is in every figure: absolute numbers are pessimistic; the ratios are wh
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -60,7 +65,7 @@ import numpy as np
 
 from benchmarks import loadgen
 from benchmarks.fixtures import retail_model, tiled_catalog, write_json
-from benchmarks.loadgen import Case, get, load, paced, post_json
+from benchmarks.loadgen import Case, get, load, paced, pooled, post_json
 from benchmarks.servers import (
     HOST,
     engine_server,
@@ -73,6 +78,7 @@ from engine.model import load_model
 
 SESSION_SIZES = (5, 20)
 LARGE_COPIES = 28  # Online Retail's 3,659 items x 28 = 102,452
+ROUNDS = 5  # turns the engine and its floor take per case (measure)
 
 
 @dataclass(frozen=True)
@@ -90,21 +96,60 @@ class LoadSpec:
 QUICK = LoadSpec(requests=400, warmup=50, max_seconds=20.0)
 
 
-def measure(port: int, cases: dict[str, Case], spec: LoadSpec) -> dict[str, dict[str, Any]]:
+@dataclass(frozen=True)
+class Floor:
+    """A floor server left running beside an engine server, loaded in turns with it."""
+
+    port: int
+    cases: dict[str, Case]  # by HTTP method
+
+
+def measure(
+    port: int, cases: dict[str, Case], spec: LoadSpec, floor: Floor | None = None
+) -> dict[str, dict[str, Any]]:
     """Per case: capacity (closed loop, ``concurrency`` in flight), then latency at
-    ``spec.rate`` requests per second (open loop, :func:`benchmarks.loadgen.paced`)."""
+    ``spec.rate`` requests per second (open loop, :func:`benchmarks.loadgen.paced`).
+
+    With a ``floor``, each of the two runs takes turns between the case and the floor's case of
+    the same method, :data:`ROUNDS` parts each, and the case carries the floor's figures from
+    those same rounds (``floor_same_rounds``): a host whose speed drifts while it runs (shared
+    cloud cores do, by half within minutes) then slows both alike, and their ratio holds.
+    """
+    rounds = ROUNDS if floor is not None else 1
+    per = max(spec.requests // rounds, 1)
+
+    async def in_turns(
+        targets: list[tuple[int, Case]], paced_run: bool, first: int
+    ) -> list[dict[str, Any]]:
+        parts: list[list[dict[str, Any]]] = [[] for _ in targets]
+        latencies: list[list[float]] = [[] for _ in targets]
+        deadline = time.monotonic() + spec.max_seconds * len(targets)
+        for r in range(rounds):
+            for (target, case), done, times in zip(targets, parts, latencies, strict=True):
+                start = first + r * per  # request numbers never repeat across runs and rounds
+                if paced_run:
+                    done.append(await paced(HOST, target, case, per, spec.rate, spec.concurrency,
+                                            deadline, start, latencies=times))  # fmt: skip
+                else:
+                    done.append(await load(HOST, target, case, per, spec.concurrency, deadline,
+                                           start, latencies=times))  # fmt: skip
+        return [pooled(done, times) for done, times in zip(parts, latencies, strict=True)]
 
     async def all_cases() -> dict[str, dict[str, Any]]:
         results = {}
         for name, case in cases.items():
-            deadline = time.monotonic() + spec.max_seconds
-            # Request numbers never repeat across the three runs, so none reuses a visitor.
-            await load(HOST, port, case, spec.warmup, spec.concurrency, deadline, spec.requests)
-            results[name] = await load(HOST, port, case, spec.requests, spec.concurrency, deadline)
-            at_rate = await paced(HOST, port, case, spec.requests, spec.rate, spec.concurrency,
-                                  time.monotonic() + spec.max_seconds,
-                                  spec.requests + spec.warmup)  # fmt: skip
-            results[name]["paced"] = at_rate
+            targets = [(port, case)]
+            if floor is not None:
+                targets.append((floor.port, floor.cases[name.split()[0]]))
+            for target, target_case in targets:
+                deadline = time.monotonic() + spec.max_seconds
+                await load(HOST, target, target_case, spec.warmup, spec.concurrency, deadline,
+                           spec.requests)  # fmt: skip
+            capacity = await in_turns(targets, paced_run=False, first=0)
+            at_rate = await in_turns(targets, paced_run=True, first=spec.requests + spec.warmup)
+            results[name] = {**capacity[0], "paced": at_rate[0]}
+            if floor is not None:
+                results[name]["floor_same_rounds"] = {**capacity[1], "paced": at_rate[1]}
         return results
 
     return dict(loadgen.run(all_cases()))
@@ -161,10 +206,10 @@ def engine_cases(port: int, customers: list[str], spec: LoadSpec) -> dict[str, C
 
 def compare(rows: list[dict[str, Any]]) -> None:
     """Add each engine row's throughput ratio and p99 difference against its floor (same method,
-    same number of workers)."""
+    same number of workers): the floor's run in the same rounds where there is one."""
     floors = {(row["method"], row["workers"]): row for row in rows if row["server"] == "floor"}
     for row in rows:
-        floor = floors.get((row["method"], row["workers"]))
+        floor = row.get("floor_same_rounds") or floors.get((row["method"], row["workers"]))
         if row["server"] != "floor" and floor is not None:
             row["throughput_vs_floor"] = row["throughput_rps"] / floor["throughput_rps"]
             row["p99_minus_floor_ms"] = row["p99_ms"] - floor["p99_ms"]
@@ -208,34 +253,39 @@ def run(
             rows.append({"server": server, "workers": workers, "items": items, "case": name,
                          "method": name.split()[0], **stats})  # fmt: skip
 
-    for workers in (1, 2):
-        port = free_port()
-        with uvicorn_server(port, work / f"floor-{workers}.log", workers):
+    # The floors stay up, idle, to take turns with the engine servers.
+    with contextlib.ExitStack() as servers:
+        floors: dict[int, Floor] = {}
+        for workers in (1, 2):
+            port = free_port()
+            servers.enter_context(uvicorn_server(port, work / f"floor-{workers}.log", workers))
             add("floor", workers, 0, measure(port, floor_cases(), spec))
+            floors[workers] = Floor(port, {name.split()[0]: c for name, c in floor_cases().items()})
 
-    def engine(server: str, served: Path, redis_url: str | None, workers: int) -> None:
-        port = free_port()
-        log = work / f"{server}-{workers}.log"
-        with engine_server(served, port, log, redis_url, workers):
-            items = len(load_model(served, verify=False).items)
-            add(server, workers, items, measure(port, engine_cases(port, customers, spec), spec))
+        def engine(server: str, served: Path, redis_url: str | None, workers: int) -> None:
+            port = free_port()
+            log = work / f"{server}-{workers}.log"
+            with engine_server(served, port, log, redis_url, workers):
+                items = len(load_model(served, verify=False).items)
+                cases = engine_cases(port, customers, spec)
+                add(server, workers, items, measure(port, cases, spec, floors[workers]))
 
-    engine("memory", models, None, 1)
-    skipped = None
-    binary = shutil.which("redis-server")
-    if binary is None:
-        skipped = "redis-server not found on PATH: the Redis cases are skipped"
-        print(f"note: {skipped}", file=sys.stderr)
-    else:
-        redis_port = free_port()
-        (work / "redis").mkdir()
-        with redis_server(binary, redis_port, work / "redis"):
-            url = f"redis://{HOST}:{redis_port}/0"
-            engine("redis", models, url, 1)
-            engine("redis", models, url, 2)
-            if large:
-                tiled = tiled_catalog(models, work / "large", copies=LARGE_COPIES)
-                engine("redis, 100k items", tiled, url, 1)
+        engine("memory", models, None, 1)
+        skipped = None
+        binary = shutil.which("redis-server")
+        if binary is None:
+            skipped = "redis-server not found on PATH: the Redis cases are skipped"
+            print(f"note: {skipped}", file=sys.stderr)
+        else:
+            redis_port = free_port()
+            (work / "redis").mkdir()
+            with redis_server(binary, redis_port, work / "redis"):
+                url = f"redis://{HOST}:{redis_port}/0"
+                engine("redis", models, url, 1)
+                engine("redis", models, url, 2)
+                if large:
+                    tiled = tiled_catalog(models, work / "large", copies=LARGE_COPIES)
+                    engine("redis, 100k items", tiled, url, 1)
     compare(rows)
     return {
         "model": model.version,

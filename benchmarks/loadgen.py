@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -134,17 +135,20 @@ async def paced(
     connections: int,
     deadline: float,
     first: int = 0,
+    *,
+    latencies: list[float] | None = None,
 ) -> dict[str, Any]:
     """Open loop: request ``first + j`` is due at ``start + j / rate`` whatever the earlier
     answers did, and its latency counts from when it was due, so a stalled server is charged for
     the requests it kept waiting (no coordinated omission). A due request waits for a free one of
-    ``connections`` keep-alive connections.
+    ``connections`` keep-alive connections. ``latencies`` as for :func:`load`.
 
     A closed loop at saturation (:func:`load`) measures capacity; its latency is mostly the
     queue of the requests in flight (p99 about concurrency x service time). This measures the
     latency a page sees at a given traffic.
     """
-    latencies: list[float] = []
+    latencies = [] if latencies is None else latencies
+    recorded = len(latencies)
     errors: Counter[str] = Counter()
     pool: asyncio.Queue[Connection] = asyncio.Queue()
     for _ in range(connections):
@@ -178,7 +182,20 @@ async def paced(
     wall = time.perf_counter() - start
     while not pool.empty():
         await pool.get_nowait().close()
-    return {**_summary(latencies, wall, errors), "rate_rps": rate}
+    return {**_summary(latencies[recorded:], wall, errors), "rate_rps": rate}
+
+
+def pooled(parts: list[dict[str, Any]], latencies: list[float]) -> dict[str, Any]:
+    """One summary of a case run in several parts (``latencies`` collected across them): the
+    percentiles of all its requests, its throughput over the parts' walls added."""
+    wall = sum(part["requests"] / part["throughput_rps"] for part in parts if part["requests"])
+    errors: Counter[str] = Counter()
+    for part in parts:
+        errors.update(part["error_kinds"])
+    summary = _summary(latencies, wall or math.inf, errors)
+    if "rate_rps" in parts[0]:
+        summary["rate_rps"] = parts[0]["rate_rps"]
+    return summary
 
 
 def _summary(latencies: list[float], wall: float, errors: Counter[str]) -> dict[str, Any]:
