@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, get_args
+from typing import Literal, NamedTuple, Protocol, get_args
 
 EventType = Literal["view", "click", "add_to_cart", "purchase"]
 EVENT_TYPES: tuple[str, ...] = get_args(EventType)
@@ -46,12 +46,13 @@ class Event:
             raise ValueError(f"type {self.type!r} is not one of {', '.join(EVENT_TYPES)}")
 
 
-@dataclass(frozen=True)
-class RecentEvent:
+class RecentEvent(NamedTuple):
     """One of a visitor's newest events, as the stores keep it.
 
     ``timestamp`` is in whole seconds (floored): the session decays over days and "recently
-    viewed" orders by position, so the Redis entry does not spend bytes on fractions.
+    viewed" orders by position, so the Redis entry does not spend bytes on fractions. A named
+    tuple: twenty are built on every request served from Redis, where a frozen dataclass's
+    ``__init__`` costs three times as much.
     """
 
     item_id: str

@@ -15,7 +15,8 @@ from redis.asyncio.connection import Connection
 from redis.exceptions import DataError
 
 
-def _pack(args: tuple[Any, ...]) -> bytes:
+def pack(args: tuple[Any, ...]) -> bytes:
+    """One command in Redis's protocol."""
     # Same conventions as redis-py's own packer: a command name with spaces ("CONFIG GET") is
     # sent as separate words, and buffers are sent as bytes.
     name = args[0]
@@ -34,7 +35,7 @@ class HiredisPackingConnection(Connection):
     """A TCP connection that packs commands with hiredis; replies are parsed as before."""
 
     def pack_command(self, *args: Any) -> list[bytes]:
-        return [_pack(args)]
+        return [pack(args)]
 
     def pack_commands(self, commands: Iterable[Iterable[Any]]) -> list[bytes]:
-        return [b"".join(_pack(tuple(command)) for command in commands)]
+        return [b"".join(pack(tuple(command)) for command in commands)]

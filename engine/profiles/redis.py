@@ -42,6 +42,11 @@ from engine.profiles.base import (
     valid_id,
 )
 from engine.profiles.keys import Keys
+from engine.profiles.multiplexed import (
+    MultiplexedConnection,
+    MultiplexError,
+    MultiplexTimeoutError,
+)
 from engine.profiles.packing import HiredisPackingConnection
 
 # The trending sum is scratch space: it only has to outlive the MULTI that reads it.
@@ -62,6 +67,11 @@ def _lua(name: str) -> str:
 def _text(value: Any) -> str:
     """Accept clients built with or without ``decode_responses``."""
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _texts(values: Sequence[Any]) -> Sequence[str]:
+    """:func:`_text` of a whole reply, checked once (a client decodes all of it or none)."""
+    return values if not values or isinstance(values[0], str) else [_text(v) for v in values]
 
 
 def _stream_id(entry_id: Any) -> tuple[int, int]:
@@ -94,10 +104,10 @@ TYPE_CODES: dict[str, EventType] = {
 def parse_recent(entry: str, base: int) -> RecentEvent:
     """Decode one recent-list entry; ``base`` is the profile's ``t0`` (whole epoch seconds)."""
     head, sep, seconds = entry.rpartition(" ")
-    code, item_id = head[:1], head[1:]
-    if not sep or code not in TYPE_CODES or not item_id:
+    event_type = TYPE_CODES.get(head[:1])
+    if not sep or event_type is None or len(head) < 2:
         raise ValueError(f"malformed recent entry {entry!r}")
-    return RecentEvent(item_id=item_id, type=TYPE_CODES[code], timestamp=float(base + int(seconds)))
+    return RecentEvent(head[1:], event_type, float(base + int(seconds)))
 
 
 def parse_profile(
@@ -115,7 +125,7 @@ def parse_profile(
     return Profile(
         visitor_id=visitor_id,
         customer_id=data.get("customer_id") or None,
-        recent=tuple(parse_recent(_text(entry), base) for entry in recent),
+        recent=tuple([parse_recent(entry, base) for entry in _texts(recent)]),
         counters=counters,
         bought=frozenset(_text(item) for item in bought),
         first_seen=float(data["first_seen"]) if "first_seen" in data else None,
@@ -164,6 +174,9 @@ class RedisProfileStore:
         limits: caps and TTLs of everything the store writes.
         clock: epoch seconds; picks the trending bucket (injectable for tests).
         owns_client: close the client in :meth:`close` (set by the ``from_*`` factories).
+        reads: a pipelined connection to the same server for the per-request read
+            (:meth:`context`), which falls back to ``client`` whenever it fails; owned by the
+            store. ``from_url`` opens one for ``redis://`` URLs.
     """
 
     def __init__(
@@ -174,8 +187,10 @@ class RedisProfileStore:
         *,
         clock: Callable[[], float] = time.time,
         owns_client: bool = False,
+        reads: MultiplexedConnection | None = None,
     ) -> None:
         self._redis = client
+        self._reads = reads
         self._keys = keys or Keys()
         self._limits = limits or StoreLimits()
         self._clock = clock
@@ -213,10 +228,23 @@ class RedisProfileStore:
             options.pop("health_check_interval")  # the cluster client checks nodes itself
             return cls(RedisCluster.from_url(url, **options), keys, limits, clock=clock,
                        owns_client=True)  # fmt: skip
+        reads = None
         if url.startswith("redis://"):
-            # Plain TCP gets the C packer; TLS and Unix sockets keep redis-py's own classes.
+            # Plain TCP gets the C packer and the pipelined read; TLS and Unix sockets keep
+            # redis-py's own classes.
             options["connection_class"] = HiredisPackingConnection
-        return cls(Redis.from_url(url, **options), keys, limits, clock=clock, owns_client=True)
+            given = parse_url(url)
+            reads = MultiplexedConnection(
+                given.get("host", "localhost"),
+                int(given.get("port", 6379)),
+                db=int(given.get("db", 0)),
+                username=given.get("username"),
+                password=given.get("password"),
+                timeout=options["socket_timeout"],
+                connect_timeout=options["socket_connect_timeout"],
+            )
+        redis = Redis.from_url(url, **options)
+        return cls(redis, keys, limits, clock=clock, owns_client=True, reads=reads)
 
     @classmethod
     def from_sentinel(
@@ -517,13 +545,24 @@ class RedisProfileStore:
                     entries, fields, items, unavailable = await pipe.execute()
             else:
                 keys = [recent, profile, bought, self._keys.unavailable]
-                # The Script object runs EVALSHA, loading the script on NOSCRIPT: one command.
-                entries, flat, items, unavailable = await self._read(keys=keys, args=[cap])
+                entries, flat, items, unavailable = await self._read_context(keys, cap)
                 fields = dict(zip(flat[::2], flat[1::2], strict=True))
         return (
             parse_profile(visitor_id, entries, fields, items),
             frozenset(_text(item) for item in unavailable),
         )
+
+    async def _read_context(self, keys: list[str], cap: int) -> Any:
+        """The read script's reply: on the pipelined connection when there is one, else (or
+        when it fails short of a timeout) through redis-py's Script."""
+        if self._reads is not None:
+            try:
+                return await self._reads.run_script(self._read.sha, self._read.script, keys, [cap])
+            except MultiplexTimeoutError as exc:
+                raise StoreUnavailableError(f"redis context failed: {exc}") from exc
+            except MultiplexError:
+                pass  # redis-py's retries, backoff and script loading take it from here
+        return await self._read(keys=keys, args=[cap])
 
     async def trending(self, limit: int) -> list[tuple[str, float]]:
         """Each shard sums its window's buckets server-side and returns its top ``limit``
@@ -617,6 +656,8 @@ class RedisProfileStore:
             return False
 
     async def close(self) -> None:
+        if self._reads is not None:
+            await self._reads.close()
         if self._owns_client:
             await self._redis.aclose()
         for sentinel in self._sentinels:

@@ -1,0 +1,117 @@
+"""The store's pipelined read connection against a real redis-server: many calls in flight on one
+socket each get their own reply, and whatever goes wrong on it (scripts flushed, connection
+killed, server paused, authentication, another database) ends in the right answer or a clean
+StoreUnavailableError, never in another visitor's profile."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from engine.profiles import Event, StoreUnavailableError
+from engine.profiles.keys import Keys
+from engine.profiles.redis import RedisProfileStore
+
+
+@pytest.fixture
+async def admin(redis_url: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+def _store(url: str, **client: float) -> RedisProfileStore:
+    return RedisProfileStore.from_url(url, Keys(f"t{uuid.uuid4().hex[:12]}:"), **client)
+
+
+async def _visitors(store: RedisProfileStore, n: int) -> dict[str, str]:
+    """``n`` visitors, each with one click on an item of their own: visitor -> item."""
+    now = time.time()
+    items = {f"v{i}": f"item{i}" for i in range(n)}
+    await store.record([Event(f"e{v}", v, item, "click", now) for v, item in items.items()])
+    return items
+
+
+async def test_calls_in_flight_each_get_their_own_profile(redis_url: str) -> None:
+    store = _store(redis_url)
+    try:
+        items = await _visitors(store, 300)
+        replies = await asyncio.gather(*(store.context(v) for v in items))
+        assert store._reads is not None  # the pipelined connection served them
+        for (visitor, item), (profile, _) in zip(items.items(), replies, strict=True):
+            assert profile.visitor_id == visitor
+            assert [e.item_id for e in profile.recent] == [item]
+    finally:
+        await store.close()
+
+
+async def test_flushed_scripts_and_killed_connections_are_recovered(
+    redis_url: str, admin: Redis
+) -> None:
+    store = _store(redis_url)
+    try:
+        items = await _visitors(store, 3)
+        await store.context("v0")
+        await admin.script_flush()  # NOSCRIPT on the pipelined connection: redis-py loads it
+        assert [e.item_id for e in (await store.context("v1"))[0].recent] == [items["v1"]]
+        await admin.client_kill_filter(_type="normal", skipme=True)  # every client but admin
+        for visitor in ("v2", "v0"):  # the first call falls back, the next one reconnects
+            assert [e.item_id for e in (await store.context(visitor))[0].recent] == [
+                items[visitor]
+            ]
+    finally:
+        await store.close()
+
+
+async def test_a_paused_server_is_unavailable_within_the_timeout_then_serves_again(
+    redis_url: str, admin: Redis
+) -> None:
+    store = _store(redis_url, socket_timeout=0.2)
+    try:
+        items = await _visitors(store, 1)
+        await store.context("v0")
+        await admin.execute_command("CLIENT", "PAUSE", 1000, "ALL")
+        start = time.monotonic()
+        with pytest.raises(StoreUnavailableError):
+            await store.context("v0")
+        assert time.monotonic() - start < 0.9  # the read timed out; it did not wait the pause
+        await asyncio.sleep(1.0)
+        assert [e.item_id for e in (await store.context("v0"))[0].recent] == [items["v0"]]
+    finally:
+        await admin.execute_command("CLIENT", "UNPAUSE")
+        await store.close()
+
+
+async def test_user_password_and_database_of_the_url_are_used(
+    redis_url: str, admin: Redis
+) -> None:
+    user, password = f"u{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    await admin.acl_setuser(user, enabled=True, passwords=[f"+{password}"], keys=["*"],
+                            commands=["+@all"])  # fmt: skip
+    host_port = redis_url.removeprefix("redis://").split("/")[0]
+    url = f"redis://{user}:{password}@{host_port}/3"
+    store = _store(url)
+    try:
+        items = await _visitors(store, 2)
+        profile, _ = await store.context("v1")
+        assert [e.item_id for e in profile.recent] == [items["v1"]]
+        in_db3 = Redis.from_url(url, decode_responses=True)
+        try:
+            assert await in_db3.dbsize() > 0
+        finally:
+            await in_db3.aclose()
+        assert not await admin.keys(f"{store.keys.prefix}*")  # nothing landed in database 0
+        wrong = _store(f"redis://{user}:wrong@{host_port}/3")
+        try:
+            with pytest.raises(StoreUnavailableError):
+                await wrong.context("v1")
+        finally:
+            await wrong.close()
+    finally:
+        await admin.acl_deluser(user)
+        await store.close()
