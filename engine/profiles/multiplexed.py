@@ -1,19 +1,19 @@
-"""One pipelined Redis connection for the store's per-request read: many calls on one socket.
+"""One pipelined Redis connection for the store's per-request calls: many on one socket at once.
 
 redis-py's asyncio client spends about 130 microseconds of CPU on every command (pool checkout
 and release, its retry wrapper, observability hooks, its connection's reader): more than a
-whole request of the API's bare floor, and the largest single cost of a recommendation served
-from Redis. The per-request read needs none of it. Redis answers each connection's commands in
-the order they were sent, so calls are written to one connection as they come, without
-waiting for each other, their futures queued, and every reply (parsed by hiredis, which
-redis-py itself uses) settles the oldest future: 12 to 26 microseconds of CPU a call
-(measured with 8 and 1 in flight).
+whole request of the API's bare floor, and the largest single cost of a recommendation or a
+click served from Redis. These calls (the read script per recommendation, the record scripts
+per event) need none of it. Redis answers each connection's commands in the order they were
+sent, so calls are written to one connection as they come, without waiting for each other,
+their futures queued, and every reply (parsed by hiredis, which redis-py itself uses) settles
+the oldest future: 12 to 26 microseconds of CPU a call (measured with 8 and 1 in flight).
 
 Narrow on purpose: plain TCP (``redis://``), one server. A script the server lacks is loaded
-on this connection (:meth:`MultiplexedConnection.run_script`). Anything else out of the
-ordinary (no connection possible, a dropped connection, an error reply) fails the call with
-:class:`MultiplexError`, and the store repeats it through redis-py, whose retries and backoff
-handle it; a reply late by ``timeout`` fails every call in flight with
+on this connection (:meth:`MultiplexedConnection.run_script`); an error reply raises
+redis-py's exception for it. A call that gets no reply (no connection possible, a dropped
+connection) fails with :class:`MultiplexError`, and the store repeats it through redis-py,
+whose retries and backoff handle it; a reply late by ``timeout`` fails every call in flight with
 :class:`MultiplexTimeoutError` and drops the connection (the next call reconnects).
 """
 
@@ -21,16 +21,19 @@ from __future__ import annotations
 
 import asyncio
 import collections
+from collections.abc import Sequence
 from typing import Any
 
 import hiredis
+from redis.exceptions import NoScriptError, ResponseError
 from redis.typing import EncodableT
 
 from engine.profiles.packing import pack
 
 
 class MultiplexError(Exception):
-    """The call failed on the pipelined connection; redis-py may still succeed."""
+    """No reply on the pipelined connection (not an error reply: those raise redis-py's own
+    exceptions); redis-py may still succeed."""
 
 
 class MultiplexTimeoutError(MultiplexError):
@@ -59,23 +62,26 @@ class _Protocol(asyncio.Protocol):
             if future.done():
                 continue  # its caller was cancelled
             if isinstance(reply, hiredis.ReplyError):
-                future.set_exception(MultiplexError(str(reply)))
+                message = str(reply)
+                error = NoScriptError if message.startswith("NOSCRIPT") else ResponseError
+                future.set_exception(error(message))
             else:
                 future.set_result(reply)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._fail(MultiplexError(f"connection lost: {exc or 'closed'}"))
 
-    def call(self, packed: bytes) -> asyncio.Future[Any]:
+    def call(self, packed: bytes, replies: int = 1) -> list[asyncio.Future[Any]]:
+        """Send ``packed`` (``replies`` commands); a future per reply, in order."""
         if self.closed or self._transport is None:
             raise MultiplexError("connection closed")
-        future = self._loop.create_future()
         deadline = self._loop.time() + self._timeout
-        self._waiting.append((future, deadline))
+        futures = [self._loop.create_future() for _ in range(replies)]
+        self._waiting.extend((future, deadline) for future in futures)
         self._transport.write(packed)
         if self._timer is None:
             self._timer = self._loop.call_at(deadline, self._check)
-        return future
+        return futures
 
     def close(self) -> None:
         if self._transport is not None:
@@ -135,11 +141,27 @@ class MultiplexedConnection:
         self._connecting: asyncio.Task[_Protocol] | None = None
 
     async def call(self, *args: Any) -> Any:
-        """One command's reply; :class:`MultiplexError` if this connection could not get it."""
+        """One command's reply. An error reply raises redis-py's exception for it
+        (``ResponseError``, ``NoScriptError``); :class:`MultiplexError` if this connection
+        could not get a reply."""
+        (reply,) = await self.pipeline([args])
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    async def pipeline(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        """The commands sent in one write; their replies in order, an error reply as its
+        exception in its place (as redis-py's ``execute(raise_on_error=False)``)."""
         protocol = self._protocol
         if protocol is None or protocol.closed:
             protocol = await self._connected()
-        return await protocol.call(pack(args))
+        packed = b"".join(pack(tuple(command)) for command in commands)
+        futures = protocol.call(packed, len(commands))
+        replies = await asyncio.gather(*futures, return_exceptions=True)
+        for reply in replies:
+            if isinstance(reply, MultiplexError):
+                raise reply  # no reply at all: the connection's failure, not the command's
+        return replies
 
     async def run_script(
         self, sha: str, source: EncodableT, keys: list[str], args: list[Any]
@@ -148,10 +170,8 @@ class MultiplexedConnection:
         or restarted server, flushed scripts), as redis-py's Script does."""
         try:
             return await self.call("EVALSHA", sha, len(keys), *keys, *args)
-        except MultiplexError as exc:
-            if not str(exc).startswith("NOSCRIPT"):
-                raise
-        await self.call("SCRIPT", "LOAD", source)
+        except NoScriptError:
+            await self.call("SCRIPT", "LOAD", source)
         return await self.call("EVALSHA", sha, len(keys), *keys, *args)
 
     async def close(self) -> None:
@@ -182,9 +202,9 @@ class MultiplexedConnection:
                 username, password = self._auth
                 if password is not None:
                     auth = ("AUTH", password) if username is None else ("AUTH", username, password)
-                    await protocol.call(pack(auth))
+                    await protocol.call(pack(auth))[0]
                 if self._db:
-                    await protocol.call(pack(("SELECT", self._db)))
+                    await protocol.call(pack(("SELECT", self._db)))[0]
             except BaseException:
                 protocol.close()
                 raise

@@ -174,9 +174,10 @@ class RedisProfileStore:
         limits: caps and TTLs of everything the store writes.
         clock: epoch seconds; picks the trending bucket (injectable for tests).
         owns_client: close the client in :meth:`close` (set by the ``from_*`` factories).
-        reads: a pipelined connection to the same server for the per-request read
-            (:meth:`context`), which falls back to ``client`` whenever it fails; owned by the
-            store. ``from_url`` opens one for ``redis://`` URLs.
+        pipelined: a pipelined connection to the same server for the per-request calls (the
+            read of :meth:`context`, the scripts of :meth:`record`), which fall back to
+            ``client`` when it gets no reply short of a timeout; owned by the store.
+            ``from_url`` opens one for ``redis://`` URLs.
     """
 
     def __init__(
@@ -187,10 +188,10 @@ class RedisProfileStore:
         *,
         clock: Callable[[], float] = time.time,
         owns_client: bool = False,
-        reads: MultiplexedConnection | None = None,
+        pipelined: MultiplexedConnection | None = None,
     ) -> None:
         self._redis = client
-        self._reads = reads
+        self._pipelined = pipelined
         self._keys = keys or Keys()
         self._limits = limits or StoreLimits()
         self._clock = clock
@@ -228,13 +229,13 @@ class RedisProfileStore:
             options.pop("health_check_interval")  # the cluster client checks nodes itself
             return cls(RedisCluster.from_url(url, **options), keys, limits, clock=clock,
                        owns_client=True)  # fmt: skip
-        reads = None
+        pipelined = None
         if url.startswith("redis://"):
             # Plain TCP gets the C packer and the pipelined read; TLS and Unix sockets keep
             # redis-py's own classes.
             options["connection_class"] = HiredisPackingConnection
             given = parse_url(url)
-            reads = MultiplexedConnection(
+            pipelined = MultiplexedConnection(
                 given.get("host", "localhost"),
                 int(given.get("port", 6379)),
                 db=int(given.get("db", 0)),
@@ -244,7 +245,7 @@ class RedisProfileStore:
                 connect_timeout=options["socket_connect_timeout"],
             )
         redis = Redis.from_url(url, **options)
-        return cls(redis, keys, limits, clock=clock, owns_client=True, reads=reads)
+        return cls(redis, keys, limits, clock=clock, owns_client=True, pipelined=pipelined)
 
     @classmethod
     def from_sentinel(
@@ -391,11 +392,10 @@ class RedisProfileStore:
         results: list[Any] = [None] * len(calls)
         pending = list(range(len(calls)))
         for _attempt in range(2):
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for i in pending:
-                    script, keys, args = calls[i]
-                    pipe.evalsha(script.sha, len(keys), *keys, *args)
-                replies = await pipe.execute(raise_on_error=False)
+            replies = await self._evalsha_all(
+                [("EVALSHA", script.sha, len(keys), *keys, *args)
+                 for script, keys, args in (calls[i] for i in pending)]
+            )  # fmt: skip
             missing: list[int] = []
             for i, reply in zip(pending, replies, strict=True):
                 if isinstance(reply, NoScriptError):
@@ -410,6 +410,24 @@ class RedisProfileStore:
                 script.sha = _text(await self._redis.script_load(script.script))
             pending = missing
         raise StoreUnavailableError("redis kept answering NOSCRIPT after loading the scripts")
+
+    async def _evalsha_all(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """One pipeline of EVALSHAs, an error reply in its place: on the pipelined connection
+        when there is one, else (or when it gets no reply short of a timeout) redis-py's.
+
+        Falling back after a dropped connection may run a call twice: the scripts are
+        idempotent by event id, so nothing is stored twice (:func:`client_options`)."""
+        if self._pipelined is not None:
+            try:
+                return await self._pipelined.pipeline(commands)
+            except MultiplexTimeoutError as exc:
+                raise StoreUnavailableError(f"redis call failed: {exc}") from exc
+            except MultiplexError:
+                pass  # redis-py's retries and backoff take it from here
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for command in commands:
+                pipe.execute_command(*command)
+            return cast(list[Any], await pipe.execute(raise_on_error=False))
 
     async def record(self, events: Sequence[Event]) -> list[bool]:
         """Store events in one round trip; per event, True if its id was new.
@@ -555,9 +573,11 @@ class RedisProfileStore:
     async def _read_context(self, keys: list[str], cap: int) -> Any:
         """The read script's reply: on the pipelined connection when there is one, else (or
         when it fails short of a timeout) through redis-py's Script."""
-        if self._reads is not None:
+        if self._pipelined is not None:
             try:
-                return await self._reads.run_script(self._read.sha, self._read.script, keys, [cap])
+                return await self._pipelined.run_script(
+                    self._read.sha, self._read.script, keys, [cap]
+                )
             except MultiplexTimeoutError as exc:
                 raise StoreUnavailableError(f"redis context failed: {exc}") from exc
             except MultiplexError:
@@ -656,8 +676,8 @@ class RedisProfileStore:
             return False
 
     async def close(self) -> None:
-        if self._reads is not None:
-            await self._reads.close()
+        if self._pipelined is not None:
+            await self._pipelined.close()
         if self._owns_client:
             await self._redis.aclose()
         for sentinel in self._sentinels:

@@ -591,13 +591,14 @@ async def test_ping(harness: Harness) -> None:
 # --- Redis only ---------------------------------------------------------------------------------
 
 
-async def test_redis_record_is_one_round_trip(
+async def test_redis_record_is_one_round_trip_through_redis_py(
     redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = RedisProfileStore.from_url(redis_url, Keys(f"rt-{uuid.uuid4().hex[:8]}:"), LIMITS)
+    """The client's path (TLS, Sentinel, or the pipelined connection gone): one pipeline."""
+    client = Redis.from_url(redis_url, decode_responses=True)
+    store = RedisProfileStore(client, Keys(f"rt-{uuid.uuid4().hex[:8]}:"), LIMITS, owns_client=True)
     try:
         await store.record([ev()])  # loads the scripts if this server lacks them
-        client = store._redis
         pipelines: list[Any] = []
         commands: list[tuple[Any, ...]] = []
         make_pipeline = client.pipeline
@@ -616,6 +617,36 @@ async def test_redis_record_is_one_round_trip(
         assert await store.record([ev(), ev(visitor="v2"), ev("i2", "purchase")]) == [True] * 3
         assert len(pipelines) == 1 and commands == []
         assert len(pipelines[0].scripts) == 0  # no SCRIPT EXISTS before the EVALSHAs
+    finally:
+        await store.close()
+
+
+async def test_redis_record_and_read_are_one_write_each_on_the_pipelined_connection(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = RedisProfileStore.from_url(redis_url, Keys(f"rt-{uuid.uuid4().hex[:8]}:"), LIMITS)
+    try:
+        await store.record([ev()])  # loads the scripts if this server lacks them
+        await store.context("v1")
+        pipelined = store._pipelined
+        assert pipelined is not None
+        sent: list[int] = []
+        send = pipelined.pipeline
+
+        async def counting(commands: Any) -> list[Any]:
+            sent.append(len(commands))
+            return await send(commands)
+
+        async def unexpected(*args: Any, **kwargs: Any) -> Any:
+            raise AssertionError(f"redis-py used: {args}")
+
+        monkeypatch.setattr(pipelined, "pipeline", counting)
+        monkeypatch.setattr(store._redis, "pipeline", unexpected)
+        monkeypatch.setattr(store._redis, "execute_command", unexpected)
+        assert await store.record([ev(), ev(visitor="v2"), ev("i2", "purchase")]) == [True] * 3
+        profile, _ = await store.context("v2")
+        assert [e.item_id for e in profile.recent] == ["i1"]
+        assert len(sent) == 2 and sent[0] > 1  # the record's scripts in one write, the read
     finally:
         await store.close()
 

@@ -1,7 +1,8 @@
-"""The store's pipelined read connection against a real redis-server: many calls in flight on one
-socket each get their own reply, and whatever goes wrong on it (scripts flushed, connection
-killed, server paused, authentication, another database) ends in the right answer or a clean
-StoreUnavailableError, never in another visitor's profile."""
+"""The store's pipelined connection against a real redis-server: many reads and writes in flight
+on one socket each get their own reply, and whatever goes wrong on it (scripts flushed,
+connection killed, server paused, authentication, another database) ends in the right answer or
+a clean StoreUnavailableError: never another visitor's profile, never an event acknowledged and
+not stored."""
 
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ async def test_calls_in_flight_each_get_their_own_profile(redis_url: str) -> Non
     try:
         items = await _visitors(store, 300)
         replies = await asyncio.gather(*(store.context(v) for v in items))
-        assert store._reads is not None  # the pipelined connection served them
+        assert store._pipelined is not None  # the pipelined connection served them
         for (visitor, item), (profile, _) in zip(items.items(), replies, strict=True):
             assert profile.visitor_id == visitor
             assert [e.item_id for e in profile.recent] == [item]
@@ -61,9 +62,14 @@ async def test_flushed_scripts_and_killed_connections_are_recovered(
         assert [e.item_id for e in (await store.context("v1"))[0].recent] == [items["v1"]]
         await admin.client_kill_filter(_type="normal", skipme=True)  # every client but admin
         for visitor in ("v2", "v0"):  # the first call falls back, the next one reconnects
-            assert [e.item_id for e in (await store.context(visitor))[0].recent] == [
-                items[visitor]
-            ]
+            assert [e.item_id for e in (await store.context(visitor))[0].recent] == [items[visitor]]
+        await admin.script_flush()
+        await admin.client_kill_filter(_type="normal", skipme=True)
+        click = Event("e-after", "v0", "other", "click", time.time())
+        assert await store.record([click]) == [True]  # falls back, loads the scripts
+        assert await store.record([click]) == [False]  # reconnected: seen before
+        profile, _ = await store.context("v0")
+        assert [e.item_id for e in profile.recent] == ["other", items["v0"]]
     finally:
         await store.close()
 
@@ -79,7 +85,9 @@ async def test_a_paused_server_is_unavailable_within_the_timeout_then_serves_aga
         start = time.monotonic()
         with pytest.raises(StoreUnavailableError):
             await store.context("v0")
-        assert time.monotonic() - start < 0.9  # the read timed out; it did not wait the pause
+        with pytest.raises(StoreUnavailableError):  # not acknowledged: the client retries
+            await store.record([Event("e-paused", "v0", "later", "click", time.time())])
+        assert time.monotonic() - start < 0.9  # each timed out; neither waited the pause
         await asyncio.sleep(1.0)
         assert [e.item_id for e in (await store.context("v0"))[0].recent] == [items["v0"]]
     finally:
@@ -87,9 +95,7 @@ async def test_a_paused_server_is_unavailable_within_the_timeout_then_serves_aga
         await store.close()
 
 
-async def test_user_password_and_database_of_the_url_are_used(
-    redis_url: str, admin: Redis
-) -> None:
+async def test_user_password_and_database_of_the_url_are_used(redis_url: str, admin: Redis) -> None:
     user, password = f"u{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
     await admin.acl_setuser(user, enabled=True, passwords=[f"+{password}"], keys=["*"],
                             commands=["+@all"])  # fmt: skip
