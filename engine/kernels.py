@@ -191,3 +191,27 @@ def add_customer_terms(
     for j in range(bought.shape[0]):
         recency = 2.0 ** (-max(age_days[j], 0.0) / recency_half_life_days)
         out[bought[j]] += weights[0] * np.log1p(n_bought[j]) + weights[1] + weights[2] * recency
+
+
+@numba.njit(cache=True, nogil=True)
+def fold_in(
+    item_factors: np.ndarray, inverse: np.ndarray, items: np.ndarray, confidence: np.ndarray
+) -> np.ndarray:
+    """The session's latent vector, as :meth:`engine.session.FoldIn.user_vector` defines it
+    (``inverse`` = (Y^T Y + lambda I)^-1, Woodbury for the rows whose confidence exceeds 1), in
+    one call for what was a dozen numpy calls and a LAPACK solve of a few microseconds each."""
+    s, f = items.shape[0], item_factors.shape[1]
+    y = np.empty((s, f))
+    for r in range(s):
+        for j in range(f):
+            y[r, j] = item_factors[items[r], j]
+    x = np.dot(inverse, np.dot(y.T.copy(), confidence))
+    lifted = np.flatnonzero(confidence > 1.0)
+    if lifted.shape[0]:
+        u = y[lifted]
+        h = np.dot(u, inverse)
+        small = np.dot(h, u.T.copy())
+        for i in range(lifted.shape[0]):
+            small[i, i] += 1.0 / (confidence[lifted[i]] - 1.0)
+        x -= np.dot(h.T.copy(), np.linalg.solve(small, np.dot(u, x)))
+    return x.astype(np.float32)

@@ -16,6 +16,7 @@ from types import MappingProxyType
 
 import numpy as np
 
+from engine.kernels import fold_in
 from engine.matrix import SECONDS_PER_DAY
 from engine.profiles import RecentEvent
 from engine.vocab import Vocabulary
@@ -72,15 +73,5 @@ class FoldIn:
         """
         if len(items) == 0:
             return np.zeros(self._factors.shape[1], dtype=np.float32)
-        y = self._factors[items].astype(np.float64)
-        confidence = self._scale * weights
-        x = self._inverse @ (y.T @ confidence)  # the solve without the rank-one terms
-        extra = confidence - 1.0
-        lifted = extra > 0
-        if lifted.any():
-            u = y[lifted]
-            h = u @ self._inverse
-            small = h @ u.T
-            small[np.diag_indices_from(small)] += 1.0 / extra[lifted]
-            x -= h.T @ np.linalg.solve(small, u @ x)
-        return x.astype(np.float32)
+        confidence = self._scale * np.asarray(weights, dtype=np.float64)
+        return fold_in(self._factors, self._inverse, np.asarray(items, np.int64), confidence)
