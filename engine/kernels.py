@@ -215,3 +215,16 @@ def fold_in(
             small[i, i] += 1.0 / (confidence[lifted[i]] - 1.0)
         x -= np.dot(h.T.copy(), np.linalg.solve(small, np.dot(u, x)))
     return x.astype(np.float32)
+
+
+@numba.njit(cache=True, nogil=True)
+def due_flags(count: np.ndarray, last: np.ndarray, first: np.ndarray, now: float) -> np.ndarray:
+    """Per item a customer bought: due for re-purchase (bought at least twice at different
+    moments, and their usual interval has passed since the last time), the rule of
+    :meth:`engine.matrix.PurchaseHistory.due`; one call instead of five numpy passes on every
+    known customer's request."""
+    out = np.empty(count.shape[0], np.bool_)
+    for i in range(count.shape[0]):
+        repeated = count[i] >= 2 and last[i] > first[i]
+        out[i] = repeated and now - last[i] >= (last[i] - first[i]) / (count[i] - 1)
+    return out

@@ -14,6 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 from implicit.nearest_neighbours import bm25_weight
 
+from engine.kernels import due_flags
 from engine.vocab import Vocabulary
 
 SECONDS_PER_DAY = 86_400
@@ -199,9 +200,7 @@ class PurchaseHistory:
 
     def _due_mask(self, user: int, now: float) -> tuple[np.ndarray, np.ndarray]:
         lo, hi = self.counts.indptr[user], self.counts.indptr[user + 1]
-        count = self.counts.data[lo:hi]
-        last = self.last_time.data[lo:hi]
-        first = self.first_time.data[lo:hi]
-        repeated = (count >= 2) & (last > first)
-        interval = np.divide(last - first, count - 1, out=np.zeros_like(last), where=repeated)
-        return self.counts.indices[lo:hi], repeated & (now - last >= interval)
+        due = due_flags(
+            self.counts.data[lo:hi], self.last_time.data[lo:hi], self.first_time.data[lo:hi], now
+        )
+        return self.counts.indices[lo:hi], due

@@ -24,6 +24,7 @@ from engine.profiles import Profile, RecentEvent
 from engine.session import FoldIn, session_weights
 
 COLLABORATIVE_REASON = "customers who buy what you buy chose it"
+ROW_CACHE = 8192  # item rows kept as Python objects per loaded model (about 2.5 MB)
 
 
 def bought_reason(times: float) -> str:
@@ -109,6 +110,10 @@ class Recommender:
             np.asarray(column).view(np.ndarray)
             for column in (model.items.ids, model.description, model.category, model.price)
         )
+        # The rows of the items actually shown, as Python objects: pages draw on a small,
+        # popular part of the catalog, so a bounded cache makes a page's rows ~0.3 us each
+        # instead of four array reads, without every worker holding the whole catalog's.
+        self._row = functools.lru_cache(maxsize=ROW_CACHE)(self._read_row)
         self._warm_up()
 
     def _warm_up(self) -> None:
@@ -348,7 +353,7 @@ class Recommender:
         support = float(model.together.data[lo + where])
         return support * model.baskets / float(model.item_baskets[a] * model.item_baskets[b])
 
-    def _row(self, index: int) -> tuple[str, str, str, float | None]:
+    def _read_row(self, index: int) -> tuple[str, str, str, float | None]:
         # .item() of a unicode array is a str, of a float array a float: no conversions.
         price = self._prices.item(index)
         return (
@@ -365,15 +370,11 @@ class Recommender:
     def _items(
         self, indices: list[int], scores: list[float], reasons: list[str]
     ) -> list[Recommended]:
-        """A page of items: one gather per column rather than four reads per item."""
-        columns = (self._ids, self._descriptions, self._categories, self._prices)
-        ids, descriptions, categories, prices = (c[indices].tolist() for c in columns)
+        row = self._row
         return [
-            Recommended(
-                item_id, score, reason, description, category, None if price != price else price
-            )
-            for item_id, score, reason, description, category, price in zip(
-                ids, scores, reasons, descriptions, categories, prices, strict=True
+            Recommended(item_id, score, reason, description, category, price)
+            for (item_id, description, category, price), score, reason in zip(
+                map(row, indices), scores, reasons, strict=True
             )
         ]
 
