@@ -214,9 +214,12 @@ def compare(rows: list[dict[str, Any]]) -> None:
             row["throughput_vs_floor"] = row["throughput_rps"] / floor["throughput_rps"]
             row["p99_minus_floor_ms"] = row["p99_ms"] - floor["p99_ms"]
             if "paced" in row and "paced" in floor:
-                row["paced"]["p99_minus_floor_ms"] = (
-                    row["paced"]["p99_ms"] - floor["paced"]["p99_ms"]
-                )
+                paced, floor_paced = row["paced"], floor["paced"]
+                paced["p99_minus_floor_ms"] = paced["p99_ms"] - floor_paced["p99_ms"]
+                if "p99_ms_median_part" in paced and "p99_ms_median_part" in floor_paced:
+                    paced["median_part_p99_minus_floor_ms"] = (
+                        paced["p99_ms_median_part"] - floor_paced["p99_ms_median_part"]
+                    )
 
 
 def worker_scaling(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -812,6 +812,19 @@ async def test_cors_for_a_storefront(shop: Path) -> None:
         assert "access-control-allow-origin" not in other.headers
 
 
+async def test_hot_routes_answer_other_methods_as_the_framework_does(
+    memory_client: httpx.AsyncClient,
+) -> None:
+    """Only GET /v1/recommendations and POST /v1/events take the short way; other methods on
+    those paths get the framework's answers (HEAD like GET without a body, 405 otherwise)."""
+    head = await memory_client.head("/v1/recommendations?visitor_id=v-head")
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["x-content-type-options"] == "nosniff"
+    for method, path in (("PUT", "/v1/recommendations"), ("GET", "/v1/events")):
+        response = await memory_client.request(method, path, headers=AUTH)
+        assert response.status_code == 405, (method, path, response.text)
+
+
 async def test_openapi_documents_every_route(memory_client: httpx.AsyncClient) -> None:
     schema = (await memory_client.get("/openapi.json")).json()
     paths = schema["paths"]

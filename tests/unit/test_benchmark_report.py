@@ -46,6 +46,18 @@ def test_targets_are_judged_from_the_worst_case(tmp_path: Path) -> None:
     assert (tmp_path / "http_latency.png").stat().st_size > 0
 
 
+def test_a_run_taking_turns_with_its_floor_is_judged_on_its_median_round(tmp_path: Path) -> None:
+    """One host stall in one round (its p99 +6 ms over the whole run) does not decide the
+    latency target when the case took turns with its floor; the whole run's p99 is still shown."""
+    stalled = _http_row("GET", 1, 0.7, 2.0, 6.0)
+    stalled["floor_same_rounds"] = {"throughput_rps": 140.0}
+    stalled["paced"].update(p99_ms=8.0, p99_ms_median_part=2.2,
+                            median_part_p99_minus_floor_ms=0.6)  # fmt: skip
+    text = _write(tmp_path, {"http": {"load": {"rate": 400.0}, "cases": [stalled]}})
+    assert "+0.6 ms | met" in _target_row(text, "recommendation p99 at 400 req/s, median of 5")
+    assert "| 140 | 0.70 |" in text and "| 8.00 | 2.20 |" in text
+
+
 def test_a_failed_section_is_reported_not_dropped(tmp_path: Path) -> None:
     text = _write(tmp_path, {"replay": {"error": "RuntimeError: boom", "seconds": 1.0}})
     assert "## replay" in text and "**failed**: `RuntimeError: boom`" in text
