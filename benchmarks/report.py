@@ -75,15 +75,15 @@ def _targets(sections: dict[str, Any]) -> str:
     at = f" at {rate:.0f} req/s" if rate else ""
     at += ", median of 5 rounds" if any("floor_same_rounds" in r for r in http) else ""
     add(f"recommendation p99{at} <= floor p99 + 3 ms (worst case)",
-        _worst_paced(recs), lambda v: v <= 3, "+{:.1f} ms")  # fmt: skip
+        _worst_paced(recs), lambda v: v <= 3, "{:+.1f} ms")  # fmt: skip
     add(f"click p99{at} <= floor p99 + 1 ms (worst case)",
-        _worst_paced(clicks), lambda v: v <= 1, "+{:.1f} ms")  # fmt: skip
+        _worst_paced(clicks), lambda v: v <= 1, "{:+.1f} ms")  # fmt: skip
     add("recommendation p99 at saturation, 8 in flight (worst case; for reference)",
         max((r["p99_minus_floor_ms"] for r in recs), default=None), lambda v: v <= 3,
-        "+{:.1f} ms")  # fmt: skip
+        "{:+.1f} ms")  # fmt: skip
     add("click p99 at saturation, 8 in flight (for reference)",
         max((r["p99_minus_floor_ms"] for r in clicks), default=None), lambda v: v <= 1,
-        "+{:.1f} ms")  # fmt: skip
+        "{:+.1f} ms")  # fmt: skip
     ingest = sections.get("ingestion", {}).get("cases", [])
     add("batch ingest >= 30k events/s (store level)",
         max((c["events_per_s"] for c in ingest if c["batch"] > 1), default=None),

@@ -156,6 +156,6 @@ async def record_events(request: Request) -> Response:
 
 
 def direct_route() -> DirectRoute:
-    """This route as a plain Starlette route matched before FastAPI's, for the reason given in
+    """This route as a plain Starlette route for the app's hot paths, for the reason given in
     :func:`api.routes.recommendations.direct_route`; the FastAPI route stays for the document."""
     return DirectRoute(f"{API_PREFIX}/events", record_events, methods=["POST"])
