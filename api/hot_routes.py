@@ -22,21 +22,19 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-Endpoint = Callable[[Request], Awaitable[Response]]
 Handler = Callable[[Request, Exception], Awaitable[Response]]
 
 
 class _HotEndpoints:
     """The innermost ASGI app of the hot stack: the matched handler, its errors answered."""
 
-    def __init__(self, routes: dict[tuple[str, str], Route], handlers: dict[Any, Any]) -> None:
-        self._routes = routes
+    def __init__(self, handlers: dict[Any, Any]) -> None:
         self._handlers: dict[type[BaseException], Handler] = {
             key: value for key, value in handlers.items() if isinstance(key, type)
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        route = self._routes[scope["method"], scope["path"]]
+        route = scope["route"]
         request = Request(scope, receive, send)
         try:
             response = await route.endpoint(request)
@@ -55,7 +53,8 @@ class _HotEndpoints:
 
 
 class HotRoutesApp(FastAPI):
-    """A FastAPI app whose ``hot_routes`` skip the framework's per-request layers (module doc).
+    """A FastAPI app whose routes given to :meth:`add_hot_routes` skip the framework's
+    per-request layers (module doc).
 
     The routes stay registered with FastAPI too (matched there for HEAD, documented in the
     OpenAPI schema); only exact method and path matches take the short way.
@@ -74,17 +73,20 @@ class HotRoutesApp(FastAPI):
                     self._hot_routes[method, route.path] = route
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and (scope["method"], scope["path"]) in self._hot_routes:
-            if self._hot_stack is None:
-                self._hot_stack = self._build_hot_stack()
-            scope["app"] = self
-            scope["route"] = self._hot_routes[scope["method"], scope["path"]]
-            await self._hot_stack(scope, receive, send)
+        route = None
+        if scope["type"] == "http":  # lifespan and websocket scopes have no method
+            route = self._hot_routes.get((scope["method"], scope["path"]))
+        if route is None:
+            await super().__call__(scope, receive, send)
             return
-        await super().__call__(scope, receive, send)
+        if self._hot_stack is None:
+            self._hot_stack = self._build_hot_stack()
+        scope["app"] = self
+        scope["route"] = route  # the metrics middleware labels the request by its template
+        await self._hot_stack(scope, receive, send)
 
     def _build_hot_stack(self) -> ASGIApp:
-        app: ASGIApp = _HotEndpoints(self._hot_routes, self.exception_handlers)
+        app: ASGIApp = _HotEndpoints(self.exception_handlers)
         for cls, args, kwargs in reversed(self.user_middleware):
             app = cls(app, *args, **kwargs)
         return app

@@ -113,7 +113,7 @@ def measure(
     With a ``floor``, each of the two runs takes turns between the case and the floor's case of
     the same method, :data:`ROUNDS` parts each, and the case carries the floor's figures from
     those same rounds (``floor_same_rounds``): a host whose speed drifts while it runs (shared
-    cloud cores do, by half within minutes) then slows both alike, and their ratio holds.
+    cloud cores do, by half within the hour) then slows both alike, and their ratio holds.
     """
     rounds = ROUNDS if floor is not None else 1
     per = max(spec.requests // rounds, 1)
@@ -262,8 +262,9 @@ def run(
         for workers in (1, 2):
             port = free_port()
             servers.enter_context(uvicorn_server(port, work / f"floor-{workers}.log", workers))
-            add("floor", workers, 0, measure(port, floor_cases(), spec))
-            floors[workers] = Floor(port, {name.split()[0]: c for name, c in floor_cases().items()})
+            cases = floor_cases()
+            add("floor", workers, 0, measure(port, cases, spec))
+            floors[workers] = Floor(port, {name.split()[0]: c for name, c in cases.items()})
 
         def engine(server: str, served: Path, redis_url: str | None, workers: int) -> None:
             port = free_port()

@@ -175,7 +175,7 @@ def add_customer_terms(
     kNN score of the items bought (scaled to the customer's maximum) and, on the items bought,
     the history features. ``weights`` are the fusion weights in
     ``engine.models.repeat_aware.FEATURES`` order. One call for what was a dozen numpy calls
-    and a product with the whole catalog's temporaries, about 100 microseconds a request."""
+    with whole-catalog temporaries (a median customer's score: 65 -> 49 us, one timing)."""
     if weights[5] != 0:
         dots = _dot_rows(item_factors, user_vector)
         for i in range(out.shape[0]):

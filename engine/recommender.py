@@ -111,8 +111,8 @@ class Recommender:
             for column in (model.items.ids, model.description, model.category, model.price)
         )
         # The rows of the items actually shown, as Python objects: pages draw on a small,
-        # popular part of the catalog, so a bounded cache makes a page's rows ~0.3 us each
-        # instead of four array reads, without every worker holding the whole catalog's.
+        # popular part of the catalog, so a bounded cache spares four array reads per item (a
+        # page of ten: 15.5 -> 12.5 us, one timing) without every worker holding the catalog's.
         self._row = functools.lru_cache(maxsize=ROW_CACHE)(self._read_row)
         self._warm_up()
 
@@ -121,6 +121,9 @@ class Recommender:
         item = str(self.model.items.ids[int(np.argmax(self.model.scorer.popularity))])
         visitor = Profile(visitor_id="warm-up", recent=(RecentEvent(item, "view", 0.0),))
         self.recommend(Query(k=1, explain=False), visitor, now=0.0)
+        if len(self.model.users):  # a known customer's kernels too (1.4 s on a first request)
+            customer = str(self.model.users.ids[0])
+            self.recommend(Query(k=1, explain=False, customer_id=customer), visitor, now=0.0)
         self.similar(item, 1)
         self.trending(1)
 

@@ -1,19 +1,20 @@
 """One pipelined Redis connection for the store's per-request calls: many on one socket at once.
 
-redis-py's asyncio client spends about 130 microseconds of CPU on every command (pool checkout
-and release, its retry wrapper, observability hooks, its connection's reader): more than a
+redis-py's asyncio client spends about 85-115 microseconds of CPU on every command (pool
+checkout and release, its retry wrapper, observability hooks, its connection's reader): about a
 whole request of the API's bare floor, and the largest single cost of a recommendation or a
 click served from Redis. These calls (the read script per recommendation, the record scripts
 per event) need none of it. Redis answers each connection's commands in the order they were
 sent, so calls are written to one connection as they come, without waiting for each other,
 their futures queued, and every reply (parsed by hiredis, which redis-py itself uses) settles
-the oldest future: 12 to 26 microseconds of CPU a call (measured with 8 and 1 in flight).
+the oldest future: 22-43 microseconds of CPU a call (the read script, 8 and 1 calls in
+flight, timed in one process against a private redis-server beside redis-py's Script: 84-114).
 
-Narrow on purpose: plain TCP (``redis://``), one server. A script the server lacks is loaded
-on this connection (:meth:`MultiplexedConnection.run_script`); an error reply raises
-redis-py's exception for it. A call that gets no reply (no connection possible, a dropped
-connection) fails with :class:`MultiplexError`, and the store repeats it through redis-py,
-whose retries and backoff handle it; a reply late by ``timeout`` fails every call in flight with
+Narrow on purpose: plain TCP (``redis://``), one server. An error reply comes back as
+redis-py's exception for it (``NoScriptError`` for a script the server lacks, which the store
+then loads). A call that gets no reply (no connection possible, a dropped connection) fails
+with :class:`MultiplexError`, and the store repeats it through redis-py, whose retries and
+backoff handle it; a reply late by ``timeout`` fails every call in flight with
 :class:`MultiplexTimeoutError` and drops the connection (the next call reconnects).
 """
 
@@ -26,7 +27,6 @@ from typing import Any
 
 import hiredis
 from redis.exceptions import NoScriptError, ResponseError
-from redis.typing import EncodableT
 
 from engine.profiles.packing import pack
 
@@ -140,15 +140,6 @@ class MultiplexedConnection:
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Task[_Protocol] | None = None
 
-    async def call(self, *args: Any) -> Any:
-        """One command's reply. An error reply raises redis-py's exception for it
-        (``ResponseError``, ``NoScriptError``); :class:`MultiplexError` if this connection
-        could not get a reply."""
-        (reply,) = await self.pipeline([args])
-        if isinstance(reply, Exception):
-            raise reply
-        return reply
-
     async def pipeline(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
         """The commands sent in one write; their replies in order, an error reply as its
         exception in its place (as redis-py's ``execute(raise_on_error=False)``)."""
@@ -162,17 +153,6 @@ class MultiplexedConnection:
             if isinstance(reply, MultiplexError):
                 raise reply  # no reply at all: the connection's failure, not the command's
         return replies
-
-    async def run_script(
-        self, sha: str, source: EncodableT, keys: list[str], args: list[Any]
-    ) -> Any:
-        """EVALSHA, loading the script on this connection first if the server lacks it (new
-        or restarted server, flushed scripts), as redis-py's Script does."""
-        try:
-            return await self.call("EVALSHA", sha, len(keys), *keys, *args)
-        except NoScriptError:
-            await self.call("SCRIPT", "LOAD", source)
-        return await self.call("EVALSHA", sha, len(keys), *keys, *args)
 
     async def close(self) -> None:
         if self._connecting is not None:

@@ -392,7 +392,7 @@ class RedisProfileStore:
         results: list[Any] = [None] * len(calls)
         pending = list(range(len(calls)))
         for _attempt in range(2):
-            replies = await self._evalsha_all(
+            replies = await self._send(
                 [("EVALSHA", script.sha, len(keys), *keys, *args)
                  for script, keys, args in (calls[i] for i in pending)]
             )  # fmt: skip
@@ -407,13 +407,14 @@ class RedisProfileStore:
             if not missing:
                 return results
             for script in {calls[i][0] for i in missing}:
-                script.sha = _text(await self._redis.script_load(script.script))
+                script.sha = await self._load(script)
             pending = missing
         raise StoreUnavailableError("redis kept answering NOSCRIPT after loading the scripts")
 
-    async def _evalsha_all(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        """One pipeline of EVALSHAs, an error reply in its place: on the pipelined connection
-        when there is one, else (or when it gets no reply short of a timeout) redis-py's.
+    async def _send(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """One pipeline of commands, an error reply as its exception in its place: on the
+        pipelined connection when there is one, else (or when it gets no reply short of a
+        timeout) redis-py's.
 
         Falling back after a dropped connection may run a call twice: the scripts are
         idempotent by event id, so nothing is stored twice (:func:`client_options`)."""
@@ -428,6 +429,18 @@ class RedisProfileStore:
             for command in commands:
                 pipe.execute_command(*command)
             return cast(list[Any], await pipe.execute(raise_on_error=False))
+
+    async def _load(self, script: AsyncScript) -> str:
+        """Load a script the server lacks (new, restarted, flushed); its SHA. Through the
+        pipelined connection when the calls go there: a burst of requests after a restart
+        then does not queue for redis-py's pool. redis-py loads it on every node of a
+        cluster."""
+        if self._pipelined is None:
+            return _text(await self._redis.script_load(script.script))
+        (sha,) = await self._send([("SCRIPT", "LOAD", script.script)])
+        if isinstance(sha, Exception):
+            raise sha
+        return _text(sha)
 
     async def record(self, events: Sequence[Event]) -> list[bool]:
         """Store events in one round trip; per event, True if its id was new.
@@ -563,26 +576,14 @@ class RedisProfileStore:
                     entries, fields, items, unavailable = await pipe.execute()
             else:
                 keys = [recent, profile, bought, self._keys.unavailable]
-                entries, flat, items, unavailable = await self._read_context(keys, cap)
+                ((entries, flat, items, unavailable),) = await self._run(
+                    [(self._read, keys, [str(cap)])]
+                )
                 fields = dict(zip(flat[::2], flat[1::2], strict=True))
         return (
             parse_profile(visitor_id, entries, fields, items),
             frozenset(_text(item) for item in unavailable),
         )
-
-    async def _read_context(self, keys: list[str], cap: int) -> Any:
-        """The read script's reply: on the pipelined connection when there is one, else (or
-        when it fails short of a timeout) through redis-py's Script."""
-        if self._pipelined is not None:
-            try:
-                return await self._pipelined.run_script(
-                    self._read.sha, self._read.script, keys, [cap]
-                )
-            except MultiplexTimeoutError as exc:
-                raise StoreUnavailableError(f"redis context failed: {exc}") from exc
-            except MultiplexError:
-                pass  # redis-py's retries, backoff and script loading take it from here
-        return await self._read(keys=keys, args=[cap])
 
     async def trending(self, limit: int) -> list[tuple[str, float]]:
         """Each shard sums its window's buckets server-side and returns its top ``limit``

@@ -38,12 +38,20 @@ async def _visitors(store: RedisProfileStore, n: int) -> dict[str, str]:
     return items
 
 
-async def test_calls_in_flight_each_get_their_own_profile(redis_url: str) -> None:
+async def test_calls_in_flight_each_get_their_own_profile(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = _store(redis_url)
     try:
         items = await _visitors(store, 300)
+
+        async def not_redis_py(*args: object, **kwargs: object) -> None:
+            raise AssertionError(f"redis-py used: {args}")
+
+        # Every read (and the read script's first load) on the pipelined connection alone.
+        monkeypatch.setattr(store._redis, "pipeline", not_redis_py)
+        monkeypatch.setattr(store._redis, "execute_command", not_redis_py)
         replies = await asyncio.gather(*(store.context(v) for v in items))
-        assert store._pipelined is not None  # the pipelined connection served them
         for (visitor, item), (profile, _) in zip(items.items(), replies, strict=True):
             assert profile.visitor_id == visitor
             assert [e.item_id for e in profile.recent] == [item]
@@ -58,7 +66,7 @@ async def test_flushed_scripts_and_killed_connections_are_recovered(
     try:
         items = await _visitors(store, 3)
         await store.context("v0")
-        await admin.script_flush()  # NOSCRIPT on the pipelined connection: redis-py loads it
+        await admin.script_flush()  # NOSCRIPT: the store loads it again on that connection
         assert [e.item_id for e in (await store.context("v1"))[0].recent] == [items["v1"]]
         await admin.client_kill_filter(_type="normal", skipme=True)  # every client but admin
         for visitor in ("v2", "v0"):  # the first call falls back, the next one reconnects
