@@ -228,3 +228,22 @@ def due_flags(count: np.ndarray, last: np.ndarray, first: np.ndarray, now: float
         repeated = count[i] >= 2 and last[i] > first[i]
         out[i] = repeated and now - last[i] >= (last[i] - first[i]) / (count[i] - 1)
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def closest_rows(
+    indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, rows: np.ndarray, items: np.ndarray
+) -> np.ndarray:
+    """For each of ``items``, the one of ``rows`` (of a CSR similarity matrix) most similar to
+    it, earlier rows winning ties, or -1 if none has a positive similarity to it: the "because
+    you viewed" source of a page's items in one pass over the session's rows, where a numpy
+    search per (row, item) pair cost 1.5 us each, most of a 20-click request."""
+    best = np.full(items.shape[0], -1, np.int64)
+    best_value = np.zeros(items.shape[0], np.float64)
+    for row in rows:
+        for j in range(indptr[row], indptr[row + 1]):
+            column, value = indices[j], data[j]
+            for p in range(items.shape[0]):
+                if items[p] == column and value > best_value[p]:
+                    best[p], best_value[p] = row, value
+    return best

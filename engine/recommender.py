@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from engine.kernels import top_allowed
+from engine.kernels import closest_rows, top_allowed
 from engine.model import Model
 from engine.models.repeat_aware import session_strength
 from engine.profiles import Profile, RecentEvent
@@ -120,10 +120,10 @@ class Recommender:
         """Compile the kernels for this model's arrays, and page those in, before any request."""
         item = str(self.model.items.ids[int(np.argmax(self.model.scorer.popularity))])
         visitor = Profile(visitor_id="warm-up", recent=(RecentEvent(item, "view", 0.0),))
-        self.recommend(Query(k=1, explain=False), visitor, now=0.0)
+        self.recommend(Query(k=1), visitor, now=0.0)
         if len(self.model.users):  # a known customer's kernels too (1.4 s on a first request)
             customer = str(self.model.users.ids[0])
-            self.recommend(Query(k=1, explain=False, customer_id=customer), visitor, now=0.0)
+            self.recommend(Query(k=1, customer_id=customer), visitor, now=0.0)
         self.similar(item, 1)
         self.trending(1)
 
@@ -205,8 +205,10 @@ class Recommender:
         picked = self._select(scores, allowed, query)
         if query.explain:
             pinned = set(self._pins(query, allowed))
-            explain = _Explainer(self, row, session_items, context)
-            reasons = ["featured" if i in pinned else explain(i) for i in picked]
+            explained = _Explainer(self, row, session_items, context).reasons(picked)
+            reasons = [
+                "featured" if i in pinned else r for i, r in zip(picked, explained, strict=True)
+            ]
         else:
             reasons = [""] * len(picked)
         return Recommendations(
@@ -266,9 +268,10 @@ class Recommender:
             events = int(count)
             reason = f"trending: {events} recent event{'' if events == 1 else 's'}"
             out.append(self._item(index, float(count), reason))
-        explain = _Explainer(self, None, np.empty(0, np.int64), None)
-        for index in _top(self._trending_rank, allowed, k - len(out)):
-            out.append(self._item(index, float(self._trending_rank[index]), explain(index)))
+        top = _top(self._trending_rank, allowed, k - len(out))
+        explained = _Explainer(self, None, np.empty(0, np.int64), None).reasons(top)
+        for index, reason in zip(top, explained, strict=True):
+            out.append(self._item(index, float(self._trending_rank[index]), reason))
         return out
 
     def _allowed(
@@ -405,7 +408,22 @@ class _Explainer:
                 zip(counts.indices[lo:hi].tolist(), counts.data[lo:hi].tolist(), strict=True)
             )
 
-    def __call__(self, item: int) -> str:
+    def reasons(self, items: list[int]) -> list[str]:
+        """Why each of a page's ``items`` was chosen."""
+        sources = [-1] * len(items)
+        if len(self._session) and items:
+            similarity = self._model.scorer.knn.similarity
+            sources = closest_rows(
+                similarity.indptr,
+                similarity.indices,
+                similarity.data,
+                self._session,
+                np.asarray(items, np.int64),
+            ).tolist()
+        return [self._reason(item, source) for item, source in zip(items, sources, strict=True)]
+
+    def _reason(self, item: int, source: int) -> str:
+        """``source``: the session item most similar to ``item`` (-1: none is)."""
         model = self._model
         times = self._bought.get(item)
         if times is not None:
@@ -413,8 +431,7 @@ class _Explainer:
         if self._context is not None and self._rec._lift(self._context, item) > 0:
             name = model.description[self._context] or model.items.ids[self._context]
             return f"often bought together with {name}"
-        source = self._closest_session_item(item)
-        if source is not None:
+        if source >= 0:
             return f"because you viewed {model.description[source] or model.items.ids[source]}"
         if self._row is None:  # nothing known of this visitor but the session
             recent = int(model.scorer.trending[item])
@@ -422,16 +439,6 @@ class _Explainer:
                 return trending_reason(recent)
             return "popular"
         return COLLABORATIVE_REASON
-
-    def _closest_session_item(self, item: int) -> int | None:
-        similarity = self._model.scorer.knn.similarity
-        best, best_value = None, 0.0
-        for source in self._session.tolist():
-            lo, hi = similarity.indptr[source], similarity.indptr[source + 1]
-            hit = np.flatnonzero(similarity.indices[lo:hi] == item)
-            if len(hit) and similarity.data[lo + hit[0]] > best_value:
-                best, best_value = source, float(similarity.data[lo + hit[0]])
-        return best
 
 
 def _top(scores: np.ndarray, allowed: np.ndarray, n: int) -> list[int]:

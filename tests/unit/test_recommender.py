@@ -115,7 +115,14 @@ def test_loading_a_model_compiles_every_kernel_a_request_calls(models_dir: Path)
     """Compiled at load, not by the first request of each kind (a first known customer's
     request took 1.4 s when only an anonymous session was warmed up). A fresh process: the
     test run's own calls must not have compiled them already."""
-    kernels = ["top_allowed", "add_session_term", "add_customer_terms", "fold_in", "due_flags"]
+    kernels = [
+        "top_allowed",
+        "add_session_term",
+        "add_customer_terms",
+        "fold_in",
+        "due_flags",
+        "closest_rows",
+    ]
     script = f"""
 import pathlib
 from engine import kernels
