@@ -148,10 +148,21 @@ class MultiplexedConnection:
             protocol = await self._connected()
         packed = b"".join(pack(tuple(command)) for command in commands)
         futures = protocol.call(packed, len(commands))
-        replies = await asyncio.gather(*futures, return_exceptions=True)
-        for reply in replies:
-            if isinstance(reply, MultiplexError):
-                raise reply  # no reply at all: the connection's failure, not the command's
+        replies: list[Any] = []
+        # Awaited in turn, not gathered: the futures settle in order, and gather's own future
+        # and callbacks cost more than a single read's reply handling.
+        for future in futures:
+            try:
+                replies.append(await future)
+            except MultiplexError:
+                # No reply at all: the connection's failure (every future of the call has it),
+                # not the command's.
+                for other in futures:
+                    if other.done() and not other.cancelled():
+                        other.exception()  # retrieved: asyncio would log it as lost
+                raise
+            except Exception as error:  # an error reply: in its place, as redis-py's
+                replies.append(error)
         return replies
 
     async def close(self) -> None:
