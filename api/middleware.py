@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 
+from prometheus_client import Histogram
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -33,6 +34,10 @@ class MetricsMiddleware:
     def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
         self.app = app
         self.metrics = metrics
+        # The histogram of each (route, method, status) seen: prometheus-client's ``labels``
+        # validates and locks on every call. Bounded as the labels are (routes are templates,
+        # methods those the HTTP parser accepts).
+        self._timers: dict[tuple[str, str, int], Histogram] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -53,10 +58,13 @@ class MetricsMiddleware:
         finally:
             # The router writes the matched route into this same scope dict.
             route = scope.get("route")
-            template = getattr(route, "path", None) or UNMATCHED_ROUTE
-            self.metrics.request_seconds.labels(template, scope["method"], str(status)).observe(
-                time.perf_counter() - start
-            )
+            key = (getattr(route, "path", None) or UNMATCHED_ROUTE, scope["method"], status)
+            timer = self._timers.get(key)
+            if timer is None:
+                template, method, code = key
+                timer = self.metrics.request_seconds.labels(template, method, str(code))
+                self._timers[key] = timer
+            timer.observe(time.perf_counter() - start)
 
 
 class _BodyTooLarge(HTTPException):
