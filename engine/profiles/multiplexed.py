@@ -1,14 +1,15 @@
 """One pipelined Redis connection for the store's per-request calls: many on one socket at once.
 
-redis-py's asyncio client spends about 85-115 microseconds of CPU on every command (pool
-checkout and release, its retry wrapper, observability hooks, its connection's reader): about a
+redis-py's asyncio client spends tens of microseconds of CPU on every command (pool checkout
+and release, its retry wrapper, observability hooks, its connection's reader): about half of a
 whole request of the API's bare floor, and the largest single cost of a recommendation or a
 click served from Redis. These calls (the read script per recommendation, the record scripts
 per event) need none of it. Redis answers each connection's commands in the order they were
 sent, so calls are written to one connection as they come, without waiting for each other,
 their futures queued, and every reply (parsed by hiredis, which redis-py itself uses) settles
-the oldest future: 22-43 microseconds of CPU a call (the read script, 8 and 1 calls in
-flight, timed in one process against a private redis-server beside redis-py's Script: 84-114).
+the oldest future. A recommendation's whole read (the store's ``context``: script call and
+parse) takes 17-20 microseconds of CPU this way against 47-54 through redis-py (8 and 1 calls in
+flight, one process against a private redis-server, on a quiet hour of a shared 2-core host).
 
 Narrow on purpose: plain TCP (``redis://``), one server. An error reply comes back as
 redis-py's exception for it (``NoScriptError`` for a script the server lacks, which the store
