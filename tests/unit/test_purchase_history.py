@@ -135,3 +135,18 @@ def test_not_due_is_the_rest_of_what_the_user_bought(history: PurchaseHistory, d
         not_due = set(history.not_due(user, _at(day)).tolist())
         assert not due & not_due
         assert due | not_due == set(history.items_of(user).tolist())
+
+
+def test_events_in_time_order_build_the_same_history(history: PurchaseHistory) -> None:
+    """Time-ordered events (what the trainer passes) take the cheaper stable sort of the key;
+    ROWS are out of time order and take the lexsort: both give the same canonical matrices."""
+    ordered = _history(sorted(ROWS, key=lambda row: row[2]))
+    for name in ("counts", "last_time", "first_time"):
+        got, expected = getattr(ordered, name), getattr(history, name)
+        assert got.has_canonical_format and expected.has_canonical_format, name
+        np.testing.assert_array_equal(got.indptr, expected.indptr)
+        np.testing.assert_array_equal(got.indices, expected.indices)
+        np.testing.assert_array_equal(got.data, expected.data)
+    np.testing.assert_array_equal(
+        ordered.counts.toarray(), [[3, 1, 2, 0], [2, 0, 0, 2], [0, 0, 0, 0]]
+    )
