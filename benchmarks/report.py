@@ -27,6 +27,8 @@ def write(results: dict[str, Any], out: Path) -> None:
             continue
         data = sections[name]
         parts.append(f"## {name}\n")
+        if "started" in data:  # each its own: after --only, sections come from different runs
+            parts.append(f"Started {data['started']}, {data.get('seconds', 0):.0f} s.\n")
         if "error" in data:
             parts.append(f"**failed**: `{data['error']}`\n")
             continue
