@@ -6,7 +6,7 @@ ingestion and memory, written as one JSON file, a Markdown report and PNG plots.
 ``--only`` runs some sections and keeps the other sections' latest results in the report.
 ``--quick`` (what CI runs, so the suite cannot rot) runs every section on a small budget and
 writes to ``benchmarks/results/quick/`` (not kept in git); the full run writes
-``benchmarks/results/`` and takes about half an hour on 2 cores. Every server a section starts
+``benchmarks/results/`` and takes 20-30 minutes on 2 cores. Every server a section starts
 binds a free loopback port and is stopped when the section ends, also on Ctrl-C or SIGTERM. A
 section that fails is recorded with its error and makes the exit status 1; the others still run.
 """
