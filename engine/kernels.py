@@ -247,3 +247,16 @@ def closest_rows(
                 if items[p] == column and value > best_value[p]:
                     best[p], best_value[p] = row, value
     return best
+
+
+@numba.njit(cache=True, nogil=True)
+def row_entries(indices: np.ndarray, data: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """The values of ``items`` in one sparse row (its ``indices`` and ``data``), 0 where it has
+    none: a page's items looked up in a customer's history in one pass over it, where a dict of
+    the whole history per request cost 44 us for the longest one (1,800 items)."""
+    out = np.zeros(items.shape[0], np.float64)
+    for j in range(indices.shape[0]):
+        for p in range(items.shape[0]):
+            if items[p] == indices[j]:
+                out[p] = data[j]
+    return out

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from engine.kernels import closest_rows, top_allowed
+from engine.kernels import closest_rows, row_entries, top_allowed
 from engine.model import Model
 from engine.models.repeat_aware import session_strength
 from engine.profiles import Profile, RecentEvent
@@ -400,33 +400,34 @@ class _Explainer:
         self._row = row
         self._session = session_items
         self._context = context
-        counts = self._model.scorer.history.counts
-        self._bought: dict[int, float] = {}
+        self._history: tuple[np.ndarray, np.ndarray] | None = None  # the customer's row
         if row is not None:
+            counts = self._model.scorer.history.counts
             lo, hi = counts.indptr[row], counts.indptr[row + 1]
-            self._bought = dict(
-                zip(counts.indices[lo:hi].tolist(), counts.data[lo:hi].tolist(), strict=True)
-            )
+            self._history = counts.indices[lo:hi], counts.data[lo:hi]
 
     def reasons(self, items: list[int]) -> list[str]:
         """Why each of a page's ``items`` was chosen."""
+        page = np.asarray(items, np.int64)
         sources = [-1] * len(items)
         if len(self._session) and items:
             similarity = self._model.scorer.knn.similarity
             sources = closest_rows(
-                similarity.indptr,
-                similarity.indices,
-                similarity.data,
-                self._session,
-                np.asarray(items, np.int64),
+                similarity.indptr, similarity.indices, similarity.data, self._session, page
             ).tolist()
-        return [self._reason(item, source) for item, source in zip(items, sources, strict=True)]
+        bought = [0.0] * len(items)
+        if self._history is not None and items:
+            bought = row_entries(*self._history, page).tolist()
+        return [
+            self._reason(item, source, times)
+            for item, source, times in zip(items, sources, bought, strict=True)
+        ]
 
-    def _reason(self, item: int, source: int) -> str:
-        """``source``: the session item most similar to ``item`` (-1: none is)."""
+    def _reason(self, item: int, source: int, times: float) -> str:
+        """``source``: the session item most similar to ``item`` (-1: none is); ``times``: how
+        often the customer bought it (0: never)."""
         model = self._model
-        times = self._bought.get(item)
-        if times is not None:
+        if times:
             return bought_reason(times)
         if self._context is not None and self._rec._lift(self._context, item) > 0:
             name = model.description[self._context] or model.items.ids[self._context]

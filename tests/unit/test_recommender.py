@@ -122,6 +122,7 @@ def test_loading_a_model_compiles_every_kernel_a_request_calls(models_dir: Path)
         "fold_in",
         "due_flags",
         "closest_rows",
+        "row_entries",
     ]
     script = f"""
 import pathlib
