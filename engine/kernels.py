@@ -237,7 +237,7 @@ def closest_rows(
     """For each of ``items``, the one of ``rows`` (of a CSR similarity matrix) most similar to
     it, earlier rows winning ties, or -1 if none has a positive similarity to it: the "because
     you viewed" source of a page's items in one pass over the session's rows, where a numpy
-    search per (row, item) pair cost 1.5 us each, most of a 20-click request."""
+    search per (row, item) pair cost about 1.8 us each (a 5-click page's 50: 138 -> 47 us)."""
     best = np.full(items.shape[0], -1, np.int64)
     best_value = np.zeros(items.shape[0], np.float64)
     for row in rows:

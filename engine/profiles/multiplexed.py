@@ -152,18 +152,23 @@ class MultiplexedConnection:
         replies: list[Any] = []
         # Awaited in turn, not gathered: the futures settle in order, and gather's own future
         # and callbacks cost more than a single read's reply handling.
-        for future in futures:
-            try:
-                replies.append(await future)
-            except MultiplexError:
-                # No reply at all: the connection's failure (every future of the call has it),
-                # not the command's.
-                for other in futures:
-                    if other.done() and not other.cancelled():
-                        other.exception()  # retrieved: asyncio would log it as lost
-                raise
-            except Exception as error:  # an error reply: in its place, as redis-py's
-                replies.append(error)
+        try:
+            for future in futures:
+                try:
+                    replies.append(await future)
+                except MultiplexError:
+                    raise  # no reply at all: the connection's failure, not the command's
+                except Exception as error:  # an error reply: in its place, as redis-py's
+                    replies.append(error)
+        except BaseException:
+            # The connection failed (every future has its error) or the caller was cancelled:
+            # cancel what is still pending and retrieve the rest, or asyncio logs them as lost.
+            for other in futures:
+                if not other.done():
+                    other.cancel()
+                elif not other.cancelled():
+                    other.exception()
+            raise
         return replies
 
     async def close(self) -> None:

@@ -129,3 +129,30 @@ async def test_user_password_and_database_of_the_url_are_used(redis_url: str, ad
     finally:
         await admin.acl_deluser(user)
         await store.close()
+
+
+async def test_a_cancelled_call_leaves_no_reply_waiting_for_it(
+    redis_url: str, admin: Redis
+) -> None:
+    """A caller cancelled while its commands wait (a request's deadline) cancels all of them:
+    their replies, when they come, are dropped rather than set on futures nobody awaits (whose
+    errors asyncio would log as lost), and the next call still gets its own reply."""
+    store = _store(redis_url)
+    mux = store._pipelined
+    assert mux is not None
+    try:
+        assert await mux.pipeline([("PING",)]) == ["PONG"]
+        await admin.execute_command("CLIENT", "PAUSE", 300, "ALL")
+        call = asyncio.ensure_future(mux.pipeline([("ECHO", "a"), ("ECHO", "b")]))
+        await asyncio.sleep(0.05)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        protocol = mux._protocol
+        assert protocol is not None and len(protocol._waiting) == 2
+        assert all(future.cancelled() for future, _ in protocol._waiting)
+        await asyncio.sleep(0.35)  # the pause ends by itself
+        assert await mux.pipeline([("ECHO", "c")]) == ["c"]
+    finally:
+        await admin.execute_command("CLIENT", "UNPAUSE")
+        await store.close()
