@@ -15,8 +15,10 @@ serve which version.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 from prometheus_client import (
@@ -28,9 +30,12 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.metrics_core import Metric
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own switch
 _LIVE_GAUGE_FILE = re.compile(r"gauge_live[a-z]+_(\d+)\.db")
+# A worker's values file starts with its used size (4 bytes) and padding (4 bytes).
+_VALUES_HEADER_BYTES = 8
 
 # Recommendations take well under a millisecond to score; the tail is set by the store round trip.
 _LATENCY_BUCKETS = (
@@ -115,8 +120,31 @@ class ApiMetrics:
             return generate_latest(self.registry)
         forget_dead_workers(Path(folder))
         merged = CollectorRegistry()
-        multiprocess.MultiProcessCollector(merged, path=folder)
+        merged.register(WorkerFilesCollector(Path(folder)))
         return generate_latest(merged)
+
+
+class WorkerFilesCollector:
+    """Every worker's values, as prometheus_client's ``MultiProcessCollector`` sums them,
+    except for files too short to hold a header.
+
+    A worker creates its file for a metric type empty and sizes it a moment later (the first
+    request a worker serves creates its histogram file, under load); a worker killed in that
+    moment leaves it empty for good. prometheus_client's collector fails the whole scrape on such
+    a file; an empty file holds no values, so skipping it loses nothing.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def collect(self) -> Iterable[Metric]:
+        files = []
+        for path in self.folder.glob("*.db"):
+            # Only a dead worker's live-gauge files are ever removed; the merge allows for that.
+            with contextlib.suppress(FileNotFoundError):
+                if path.stat().st_size >= _VALUES_HEADER_BYTES:
+                    files.append(str(path))
+        return multiprocess.MultiProcessCollector.merge(files, accumulate=True)
 
 
 def forget_dead_workers(folder: Path) -> None:
@@ -128,7 +156,9 @@ def forget_dead_workers(folder: Path) -> None:
     for path in folder.glob("gauge_live*.db"):
         match = _LIVE_GAUGE_FILE.fullmatch(path.name)
         if match and not _alive(int(match.group(1))):
-            multiprocess.mark_process_dead(int(match.group(1)), str(folder))
+            # Another worker's scrape may be removing the same files.
+            with contextlib.suppress(FileNotFoundError):
+                multiprocess.mark_process_dead(int(match.group(1)), str(folder))
 
 
 def _alive(pid: int) -> bool:

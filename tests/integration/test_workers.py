@@ -21,10 +21,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.parser import text_string_to_metric_families
 from test_faults import AUTH, KEY, WATCH_SECONDS, damaged_copy, point_current, reloads, until
 
 from api.cli import METRICS_DIR_VARIABLE, plan, run
+from api.metrics import ApiMetrics
 from benchmarks import loadgen
 from benchmarks.memory import descendants
 from benchmarks.servers import HOST, engine_server, free_port
@@ -266,3 +268,29 @@ def test_serve_empties_a_given_metrics_directory_of_an_earlier_run(
     environ[METRICS_DIR_VARIABLE] = str(tmp_path / "missing")
     with pytest.raises(ValueError, match=r"PROMETHEUS_MULTIPROC_DIR=.* is not a directory"):
         plan(models_dir=models, workers=2, environ=environ)
+
+
+def test_a_scrape_skips_a_worker_file_caught_before_it_is_sized(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    written = MmapedDict(str(folder / "counter_101.db"))
+    key = mmap_key(
+        "personalize_events",
+        "personalize_events_total",
+        ["type", "result"],
+        ["view", "new"],
+        "Events received.",
+    )
+    written.write_value(key, 3.0, 0.0)
+    written.close()
+    # Another worker's first histogram value, its file created but not sized yet (or a worker
+    # killed at that moment): it holds nothing, and must not fail the scrape.
+    (folder / "histogram_102.db").touch()
+    monkeypatch.setenv(METRICS_DIR_VARIABLE, str(folder))
+
+    families = {f.name: f for f in text_string_to_metric_families(ApiMetrics().render().decode())}
+
+    [sample] = families["personalize_events"].samples
+    assert sample.labels == {"type": "view", "result": "new"} and sample.value == 3.0
