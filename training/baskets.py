@@ -43,40 +43,69 @@ def basket_pairs(
         (np.ones(len(item_codes), dtype=np.float32), (basket_codes, item_codes)),
         shape=(n_baskets, n_items),
     )
-    incidence.sum_duplicates()
-    incidence.data[:] = 1.0  # presence in the basket, not the number of lines
-    item_baskets = np.asarray(incidence.sum(axis=0)).ravel().astype(np.float32)
-    co = (incidence.T @ incidence).tocsr()
-    co.setdiag(0)
-    co.data[co.data < min_support] = 0
-    co.eliminate_zeros()
-    return BasketPairs(_top_per_row(co, per_item), item_baskets, n_baskets)
-
-
-def _top_per_row(m: sp.csr_matrix, n: int) -> sp.csr_matrix:
-    """Keep each row's ``n`` largest entries (ties by column); kept entries stay in column order.
-
-    One compiled pass per row with a bounded heap (:func:`engine.kernels.top_allowed`), so the
-    cost is O(nnz log n): sorting the entries of long rows cost a sixth of training on Online
-    Retail, whose co-purchase rows run to thousands of partners.
-    """
-    m = m.tocsr()
-    m.sort_indices()
-    keep = _keep_top(m.indptr, m.data, n)
-    indptr = np.r_[0, np.cumsum(np.minimum(np.diff(m.indptr), n))]
-    return sp.csr_matrix((m.data[keep].astype(np.float32), m.indices[keep], indptr), m.shape)
+    incidence.sum_duplicates()  # presence in the basket, not the number of lines
+    by_item = incidence.tocsc()
+    item_baskets = np.diff(by_item.indptr).astype(np.float32)
+    indptr, partners, support = _top_partners(
+        incidence.indptr,
+        incidence.indices,
+        by_item.indptr,
+        by_item.indices,
+        min_support,
+        min(per_item, max(n_items - 1, 0)),
+    )
+    pairs = sp.csr_matrix((support, partners, indptr), shape=(n_items, n_items))
+    return BasketPairs(pairs, item_baskets, n_baskets)
 
 
 @numba.njit(cache=True, nogil=True)
-def _keep_top(indptr: np.ndarray, data: np.ndarray, n: int) -> np.ndarray:
-    """Mask of the entries of each CSR row among its ``n`` largest (ties by position)."""
-    keep = np.zeros(data.shape[0], np.bool_)
-    for row in range(indptr.shape[0] - 1):
-        lo, hi = indptr[row], indptr[row + 1]
-        if hi - lo <= n:
-            keep[lo:hi] = True
-            continue
-        values = data[lo:hi]
-        for position in top_allowed(values, np.ones(hi - lo, np.bool_), n):
-            keep[lo + position] = True
-    return keep
+def _top_partners(
+    basket_indptr: np.ndarray,
+    basket_items: np.ndarray,
+    item_indptr: np.ndarray,
+    item_baskets: np.ndarray,
+    min_support: int,
+    per_item: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per item, its partners in at least ``min_support`` baskets, the ``per_item`` with the
+    highest support kept (equal support: lower index), in index order: the rows of the pairs'
+    CSR matrix.
+
+    One item at a time, counting over the items of its baskets in one reused dense row: the
+    whole co-occurrence matrix (``incidence.T @ incidence``, then a threshold and a top per row)
+    is never built. Identical pairs; 3.9 -> 2.6 s at 10M lines (2.4M baskets), where that
+    product's conversions and sorts cost more than the counting (one timing).
+    """
+    n_items = item_indptr.shape[0] - 1
+    counts = np.zeros(n_items, np.int64)
+    touched = np.empty(n_items, np.int64)
+    indptr = np.zeros(n_items + 1, np.int64)
+    partners = np.empty(n_items * per_item, np.int32)
+    support = np.empty(n_items * per_item, np.float32)
+    size = 0
+    for item in range(n_items):
+        n_touched = 0
+        for b in range(item_indptr[item], item_indptr[item + 1]):
+            basket = item_baskets[b]
+            for p in range(basket_indptr[basket], basket_indptr[basket + 1]):
+                other = basket_items[p]
+                if other == item:
+                    continue
+                if counts[other] == 0:
+                    touched[n_touched] = other
+                    n_touched += 1
+                counts[other] += 1
+        kept = touched[:n_touched][counts[touched[:n_touched]] >= min_support]
+        kept.sort()
+        if kept.shape[0] > per_item:
+            best = top_allowed(counts[kept], np.ones(kept.shape[0], np.bool_), per_item)
+            best.sort()
+            kept = kept[best]
+        for other in kept:
+            partners[size] = other
+            support[size] = counts[other]
+            size += 1
+        indptr[item + 1] = size
+        for t in range(n_touched):
+            counts[touched[t]] = 0
+    return indptr, partners[:size].copy(), support[:size].copy()
