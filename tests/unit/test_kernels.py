@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from engine.kernels import add_session_term, add_unit_range, top_allowed, weighted_row_sum
+from engine.kernels import (
+    add_session_term,
+    add_unit_range,
+    first_allowed,
+    top_allowed,
+    weighted_row_sum,
+)
 
 
 def _reference_top(scores: np.ndarray, allowed: np.ndarray, n: int) -> list[int]:
@@ -47,6 +53,21 @@ def test_top_allowed_never_returns_a_masked_item() -> None:
     allowed[[1, 4]] = True
     assert top_allowed(scores, allowed, 5).tolist() == [4, 1]
     assert top_allowed(scores, np.zeros(10, dtype=bool), 3).tolist() == []
+
+
+def test_first_allowed_of_a_ranking_is_the_top_of_its_scores() -> None:
+    rng = np.random.default_rng(11)
+    for trial in range(300):
+        size = int(rng.integers(0, 120))
+        scores = (rng.integers(0, 5, size) if trial % 2 else rng.standard_normal(size)).astype(
+            np.float32
+        )
+        ranking = np.argsort(-scores, kind="stable")  # equal scores by index
+        allowed = rng.random(size) > 0.4
+        n = int(rng.integers(-1, size + 3))
+        assert (
+            first_allowed(ranking, allowed, n).tolist() == top_allowed(scores, allowed, n).tolist()
+        )
 
 
 def test_weighted_row_sum_is_the_sparse_product_of_the_selected_rows() -> None:

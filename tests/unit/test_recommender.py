@@ -117,6 +117,7 @@ def test_loading_a_model_compiles_every_kernel_a_request_calls(models_dir: Path)
     test run's own calls must not have compiled them already."""
     kernels = [
         "top_allowed",
+        "first_allowed",
         "add_session_term",
         "add_customer_terms",
         "fold_in",
