@@ -162,13 +162,18 @@ class RepeatAwareScorer:
             scores = np.array(prior, dtype=np.float32)
             strength = session_strength(prior) if strength is None else strength
         factors = self.factors.item_factors
+        session_vector = session_vector.astype(np.float32, copy=False)
+        if not len(session_items):
+            session_vector = session_vector[:0]
+        session_dots = session_vector[:0]  # unless the customer's pass computes them
         if user is not None:
             counts, similarity = self.history.counts, self.knn.similarity
             lo, hi = counts.indptr[user], counts.indptr[user + 1]
-            add_customer_terms(
+            session_dots = add_customer_terms(
                 scores,
                 factors,
                 self.factors.user_factors[user],
+                session_vector,
                 similarity.indptr,
                 similarity.indices,
                 similarity.data,
@@ -184,7 +189,8 @@ class RepeatAwareScorer:
             add_session_term(
                 scores,
                 factors,
-                session_vector.astype(np.float32, copy=False),
+                session_vector,
+                session_dots,
                 similarity.indptr,
                 similarity.indices,
                 similarity.data,

@@ -10,8 +10,10 @@ from engine.kernels import (
     add_session_term,
     add_unit_range,
     first_allowed,
+    item_dots,
+    item_dots_pair,
+    sparse_row_sum,
     top_allowed,
-    weighted_row_sum,
 )
 
 
@@ -70,7 +72,7 @@ def test_first_allowed_of_a_ranking_is_the_top_of_its_scores() -> None:
         )
 
 
-def test_weighted_row_sum_is_the_sparse_product_of_the_selected_rows() -> None:
+def test_sparse_row_sum_is_the_sparse_product_of_the_selected_rows() -> None:
     rng = np.random.default_rng(3)
     matrix = sp.random(50, 40, density=0.2, random_state=4, dtype=np.float32, format="csr")
     rows = np.array([3, 17, 3, 42])  # a repeated row counts twice
@@ -78,11 +80,25 @@ def test_weighted_row_sum_is_the_sparse_product_of_the_selected_rows() -> None:
     dense = np.zeros(50)
     np.add.at(dense, rows, weights)
     expected = matrix.T.astype(np.float64) @ dense
-    got = weighted_row_sum(matrix.indptr, matrix.indices, matrix.data, rows, weights, 40)
-    assert got.dtype == np.float32
+    columns, values = sparse_row_sum(matrix.indptr, matrix.indices, matrix.data, rows, weights, 40)
+    assert values.dtype == np.float32
+    assert sorted(columns.tolist()) == np.unique(matrix[rows].indices).tolist()  # each once
+    got = np.zeros(40)
+    got[columns] = values
     np.testing.assert_allclose(got, expected, rtol=1e-6)
-    empty = weighted_row_sum(matrix.indptr, matrix.indices, matrix.data, rows[:0], weights[:0], 40)
-    assert not empty.any()
+    empty = sparse_row_sum(matrix.indptr, matrix.indices, matrix.data, rows[:0], weights[:0], 40)
+    assert len(empty[0]) == len(empty[1]) == 0
+
+
+def test_item_dots_are_the_products_with_the_factors_one_vector_or_two() -> None:
+    rng = np.random.default_rng(8)
+    factors = rng.standard_normal((300, 24)).astype(np.float32)
+    first, second = rng.standard_normal((2, 24)).astype(np.float32)
+    np.testing.assert_allclose(item_dots(factors, first), factors @ first, rtol=1e-5, atol=1e-5)
+    a, b = item_dots_pair(factors, first, second)
+    assert a.dtype == b.dtype == np.float32
+    np.testing.assert_allclose(a, factors @ first, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(b, factors @ second, rtol=1e-5, atol=1e-5)
 
 
 def test_add_unit_range_adds_the_scaled_values_and_nothing_when_constant() -> None:
@@ -104,18 +120,31 @@ def test_add_session_term_is_the_two_scaled_terms_of_numpy() -> None:
     rng = np.random.default_rng(5)
     factors = rng.standard_normal((40, 16)).astype(np.float32)
     vector = rng.standard_normal(16).astype(np.float32)
+    dots = (factors.astype(np.float64) @ vector).astype(np.float32)
     similarity = sp.random(40, 40, density=0.2, random_state=6, dtype=np.float32, format="csr")
     items, weights = np.array([2, 9, 31]), np.array([0.25, 1.0, 0.5])
     prior = rng.standard_normal(40).astype(np.float32)
-    out = prior.copy()
-    add_session_term(out, factors, vector, similarity.indptr, similarity.indices,
-                     similarity.data, items, weights, 1.5)  # fmt: skip
     knn = similarity[items].T.astype(np.float64) @ weights
-    expected = prior + 1.5 * _unit(factors.astype(np.float64) @ vector) + 1.5 * _unit(knn)
+    assert 0 < np.count_nonzero(knn) < 40  # a sparse term: most items are not neighbours
+    expected = prior + 1.5 * _unit(dots.astype(np.float64)) + 1.5 * _unit(knn)
+    # The factor scores computed by the kernel, or given (a customer's pass computed them).
+    for given in (dots[:0], dots):
+        out = prior.copy()
+        add_session_term(out, factors, vector, given, similarity.indptr, similarity.indices,
+                         similarity.data, items, weights, 1.5)  # fmt: skip
+        np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+    # Negative similarities move the minimum below the untouched items' 0: every item shifts.
+    signed = similarity.copy()
+    signed.data -= 0.5
+    out = prior.copy()
+    add_session_term(out, factors, vector, dots[:0], signed.indptr, signed.indices, signed.data,
+                     items, weights, 1.5)  # fmt: skip
+    knn = signed[items].T.astype(np.float64) @ weights
+    expected = prior + 1.5 * _unit(dots.astype(np.float64)) + 1.5 * _unit(knn)
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
     # A session of items without neighbours adds the factor term alone.
     out = prior.copy()
     empty = sp.csr_matrix((40, 40), dtype=np.float32)
-    add_session_term(out, factors, vector, empty.indptr, empty.indices, empty.data, items,
-                     weights, 1.5)  # fmt: skip
-    np.testing.assert_allclose(out, prior + 1.5 * _unit(factors @ vector), rtol=1e-5, atol=1e-5)
+    add_session_term(out, factors, vector, dots[:0], empty.indptr, empty.indices, empty.data,
+                     items, weights, 1.5)  # fmt: skip
+    np.testing.assert_allclose(out, prior + 1.5 * _unit(dots), rtol=1e-5, atol=1e-5)
