@@ -99,7 +99,11 @@ def create_app(
         metrics.model_reloads.labels(result.outcome).inc()
         metrics.set_model_version(result.version)
 
-    holder = ModelHolder(settings.models_dir, on_change=record_reload)
+    holder = ModelHolder(
+        settings.models_dir,
+        on_change=record_reload,
+        candidates_from=settings.candidate_index_from_items,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

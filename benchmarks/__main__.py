@@ -22,6 +22,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,12 @@ Section = Callable[[bool, Path, Path], dict[str, Any]]  # (quick, work dir, mode
 
 
 def _compute(quick: bool, work: Path, models: Path) -> dict[str, Any]:
-    return recommend_compute.run(load_model(models), 300 if quick else 3000)
+    result = recommend_compute.run(load_model(models), 300 if quick else 3000)
+    large = recommend_compute.LARGE_SHOP
+    if quick:
+        large = replace(large, customers=4_000, items=10_000)
+    result["candidates"] = recommend_compute.candidates(large, 300 if quick else 2000)
+    return result
 
 
 def _http(quick: bool, work: Path, models: Path) -> dict[str, Any]:

@@ -17,7 +17,15 @@ from typing import NamedTuple
 
 import numpy as np
 
-from engine.kernels import closest_rows, first_allowed, row_entries, top_allowed
+from engine.candidates import PROBE_SHARE, CandidateIndex
+from engine.kernels import (
+    closest_rows,
+    distinct,
+    first_allowed,
+    neighbour_columns,
+    row_entries,
+    top_allowed,
+)
 from engine.model import Model
 from engine.models.repeat_aware import session_strength
 from engine.profiles import Profile, RecentEvent
@@ -25,6 +33,10 @@ from engine.session import FoldIn, session_weights
 
 COLLABORATIVE_REASON = "customers who buy what you buy chose it"
 ROW_CACHE = 8192  # item rows kept as Python objects per loaded model (about 2.5 MB)
+# Catalogs of at least this many items rank a plain page among candidates (engine.candidates);
+# below it, a pass over every item costs less than 0.1 ms and ranking stays exact.
+CANDIDATES_FROM_ITEMS = 50_000
+PRIOR_CANDIDATES = 256  # the head of the visitor's prior ranking is always a candidate
 
 
 def bought_reason(times: float) -> str:
@@ -87,7 +99,14 @@ class Recommender:
     unit-length item factors) is computed here, once, at load time.
     """
 
-    def __init__(self, model: Model) -> None:
+    def __init__(
+        self,
+        model: Model,
+        candidates_from: int | None = CANDIDATES_FROM_ITEMS,
+        probe_share: float = PROBE_SHARE,
+    ) -> None:
+        """``candidates_from``: the catalog size from which a candidate index serves plain
+        pages (None: rank every item, always), probing ``probe_share`` of its lists."""
         self.model = model
         model.users.build_index()
         model.items.build_index()
@@ -105,6 +124,12 @@ class Recommender:
         rank = np.nan_to_num(self._trending_rank, nan=-np.inf)  # NaN last, as selections rank it
         self._trending_order = np.argsort(-rank, kind="stable")
         self._session_strength = session_strength(self._trending_rank)
+        self._candidates: CandidateIndex | None = None
+        if candidates_from is not None and len(model.items) >= candidates_from:
+            self._candidates = CandidateIndex(items, probe_share)
+            self._prior_head = np.argsort(-model.scorer.item_prior, kind="stable")[
+                :PRIOR_CANDIDATES
+            ]
         # The item columns as plain arrays over the memory-mapped pages every worker shares; a
         # row is read when it is returned (``.item()`` on a plain array: under a microsecond
         # per item, np.memmap's own indexing costs 3x that). Python objects for every item,
@@ -124,16 +149,24 @@ class Recommender:
         """Compile the kernels for this model's arrays, and page those in, before any request."""
         item = str(self.model.items.ids[int(np.argmax(self.model.scorer.popularity))])
         visitor = Profile(visitor_id="warm-up", recent=(RecentEvent(item, "view", 0.0),))
-        self.recommend(Query(k=1), visitor, now=0.0)
-        if len(self.model.users):  # a known customer's kernels too (1.4 s on a first request)
-            customer = str(self.model.users.ids[0])
-            self.recommend(Query(k=1, customer_id=customer), visitor, now=0.0)
+        # With a candidate index, a capped page still ranks every item: warm that up too.
+        queries = [Query(k=1)] + [Query(k=1, max_per_category=1)] * (self._candidates is not None)
+        for query in queries:
+            self.recommend(query, visitor, now=0.0)
+            if len(self.model.users):  # a known customer's kernels (1.4 s on a first request)
+                customer = str(self.model.users.ids[0])
+                self.recommend(replace(query, customer_id=customer), visitor, now=0.0)
         self.similar(item, 1)
         self.trending(1)
 
     @property
     def version(self) -> str:
         return self.model.version
+
+    @property
+    def candidate_index(self) -> CandidateIndex | None:
+        """The index plain pages are ranked from (None: every item is ranked)."""
+        return self._candidates
 
     def catalog(self, offset: int, k: int) -> list[tuple[str, str, str, float | None]]:
         """One page of (item id, description, category, price), best-selling first."""
@@ -182,34 +215,35 @@ class Recommender:
             events.append(RecentEvent(query.context_item, "add_to_cart", now))
         session_items, session_w = session_weights(events, model.items, now)
         ranking = None  # the scores' precomputed ranking, while the request leaves them as is
+        rows = None  # the candidates scored, if not every item
+        allowed = self._allowed(query, profile, unavailable, row, context, now)
+        if not query.include_seen:
+            allowed[session_items] = False
         if row is None and len(session_items) == 0:
             scores, ranking = self._trending_rank, self._trending_order
             strategy = "trending" if personalized else "non-personalized"
         else:
             vector = self._foldin.user_vector(session_items, session_w)
-            # An anonymous visitor's session re-ranks the list they had without it.
-            scores = model.scorer.score_visitor(
-                row,
-                vector,
-                session_items,
-                session_w,
-                int(now),
-                prior=self._trending_rank,
-                strength=self._session_strength,
-            )
+            plain = not (query.boost or query.pin or query.max_per_category is not None)
+            if plain and self._candidates is not None:
+                rows = self._candidate_rows(row, vector, session_items)
+                scores = self._score(row, vector, session_items, session_w, now, rows)
+                picked = self._select(scores, allowed, query, None, rows)
+                if len(picked) < query.k:  # the rules left too few candidates: rank them all
+                    rows = None
+            if rows is None:
+                scores = self._score(row, vector, session_items, session_w, now, rows)
             strategy = "session" if row is None else "customer"
             if row is not None and len(session_items):
                 strategy = "customer+session"
-        allowed = self._allowed(query, profile, unavailable, row, context, now)
-        if not query.include_seen:
-            allowed[session_items] = False
         boosts = [(model.items.index(item_id), factor) for item_id, factor in query.boost.items()]
         boosts = [(index, factor) for index, factor in boosts if index is not None and factor > 0]
         if boosts and ranking is not None:
             scores, ranking = scores.copy(), None  # the shared prior stays as it is
         for index, factor in boosts:
             scores[index] += np.log(factor)  # scores are log-odds-like: x factor on the odds
-        picked = self._select(scores, allowed, query, ranking)
+        if rows is None:
+            picked = self._select(scores, allowed, query, ranking)
         if query.explain:
             pinned = set(self._pins(query, allowed))
             explained = _Explainer(self, row, session_items, context).reasons(picked)
@@ -224,6 +258,58 @@ class Recommender:
             model_version=model.version,
             segment=segment,
         )
+
+    def _score(
+        self,
+        row: int | None,
+        vector: np.ndarray,
+        session_items: np.ndarray,
+        session_w: np.ndarray,
+        now: float,
+        rows: np.ndarray | None,
+    ) -> np.ndarray:
+        """The visitor's scores (of ``rows`` only, if given). An anonymous visitor's session
+        re-ranks the list they had without it."""
+        return self.model.scorer.score_visitor(
+            row,
+            vector,
+            session_items,
+            session_w,
+            int(now),
+            prior=self._trending_rank,
+            strength=self._session_strength,
+            rows=rows,
+        )
+
+    def _candidate_rows(
+        self, row: int | None, vector: np.ndarray, session_items: np.ndarray
+    ) -> np.ndarray:
+        """The items a plain page is ranked among: those of the index's lists nearest the
+        customer's and the session's vectors (and, for the session term's range, farthest
+        from the session's), the head of the visitor's prior ranking, and every item the
+        customer's purchases and the session's items reach (their kNN rows, the history)."""
+        assert self._candidates is not None
+        scorer = self.model.scorer
+        index = self._candidates
+        parts = []
+        seeds = session_items
+        if row is None:
+            parts.append(self._trending_order[:PRIOR_CANDIDATES])
+        else:
+            parts.append(self._prior_head)
+            factor_weight = scorer.weights.get("factor_score", 0.0)
+            if factor_weight:
+                user_vector = scorer.factors.user_factors[row]
+                parts.append(index.probe_items(user_vector, lowest=factor_weight < 0))
+            counts = scorer.history.counts
+            seeds = np.concatenate(
+                [counts.indices[counts.indptr[row] : counts.indptr[row + 1]], seeds]
+            )
+        if len(session_items):
+            parts += [index.probe_items(vector), index.probe_items(vector, lowest=True)]
+        similarity = scorer.knn.similarity
+        parts += [seeds, neighbour_columns(similarity.indptr, similarity.indices, seeds)]
+        return distinct(np.concatenate(parts), len(self.model.items))
 
     def similar(
         self, item_id: str, k: int, unavailable: frozenset[str] = frozenset()
@@ -311,13 +397,21 @@ class Recommender:
         return allowed
 
     def _select(
-        self, scores: np.ndarray, allowed: np.ndarray, query: Query, order: np.ndarray | None
+        self,
+        scores: np.ndarray,
+        allowed: np.ndarray,
+        query: Query,
+        order: np.ndarray | None,
+        rows: np.ndarray | None = None,
     ) -> list[int]:
         """Pins, then the best allowed items under the diversity cap, then one page of them.
 
-        ``order``: the ranking of ``scores`` in full, when it is known beforehand.
+        ``order``: the ranking of ``scores`` in full, when it is known beforehand; ``rows``:
+        the only items scored (a plain page's candidates).
         """
         need = query.offset + query.k
+        if rows is not None:
+            return top_allowed(scores, allowed, need, rows).tolist()[query.offset :]
         if not query.pin and query.max_per_category is None:
             return _top(scores, allowed, need, order)[query.offset :]
         pins = self._pins(query, allowed)

@@ -64,6 +64,11 @@ class RepeatAwareScorer:
     def n_items(self) -> int:
         return self.factors.n_items
 
+    @property
+    def item_prior(self) -> np.ndarray:
+        """A known customer's scores before anything of their own: the item-only features."""
+        return self._item_prior
+
     def with_weights(self, weights: Mapping[str, float]) -> RepeatAwareScorer:
         """The same signals under other weights (the trainer's last step)."""
         return RepeatAwareScorer(
@@ -135,9 +140,12 @@ class RepeatAwareScorer:
         as_of: int,
         prior: np.ndarray | None = None,
         strength: float | None = None,
+        rows: np.ndarray | None = None,
     ) -> np.ndarray:
         """(n_items,) scores for one visitor: a known customer (``user``) or an anonymous one
-        (None), with their live session added.
+        (None), with their live session added. With ``rows`` (distinct items: a request's
+        candidates, holding every item the visitor's history and session rows reach) only
+        those are scored and the others' scores are left meaningless.
 
         The fused part is the customer's own score, equal to ``score([user])``. An anonymous
         visitor starts from ``prior``, the ranking they get without a session (if None, the
@@ -182,6 +190,7 @@ class RepeatAwareScorer:
                 (as_of - self.history.last_time.data[lo:hi]) / SECONDS_PER_DAY,
                 w,
                 RECENCY_HALF_LIFE_DAYS,
+                rows,
             )
         if len(session_items):
             # Each term scaled to [0, 1], worth half the session's strength.
@@ -197,6 +206,7 @@ class RepeatAwareScorer:
                 session_items,
                 session_weights,
                 strength / 2.0,
+                rows,
             )
         return scores
 
