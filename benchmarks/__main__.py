@@ -40,7 +40,7 @@ from benchmarks import (
     report,
     training,
 )
-from benchmarks.fixtures import ONLINE_RETAIL, REPO, retail_model, write_json
+from benchmarks.fixtures import ONLINE_RETAIL, REPO, large_shop_spec, retail_model, write_json
 from benchmarks.servers import stop_servers_on_sigterm
 from engine.model import load_model
 
@@ -52,7 +52,7 @@ Section = Callable[[bool, Path, Path], dict[str, Any]]  # (quick, work dir, mode
 
 def _compute(quick: bool, work: Path, models: Path) -> dict[str, Any]:
     result = recommend_compute.run(load_model(models), 300 if quick else 3000)
-    large = recommend_compute.LARGE_SHOP
+    large = large_shop_spec()
     if quick:
         large = replace(large, customers=4_000, items=10_000)
     result["candidates"] = recommend_compute.candidates(large, 300 if quick else 2000)

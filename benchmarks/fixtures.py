@@ -43,6 +43,14 @@ def retail_model(models_dir: Path) -> Path:
     return models_dir
 
 
+def large_shop_spec() -> ShopSpec:
+    """A generated shop of about 100k items sold (100,410 of 140,000, 1.9M lines; trains in
+    about 40 s): the large catalog of the compute and HTTP benchmarks."""
+    from training.synthetic import ShopSpec
+
+    return ShopSpec(customers=60_000, items=140_000, categories=200, seed=3)
+
+
 def small_shop_spec() -> ShopSpec:
     """The generated shop the API's fuzzing, security and limits runs serve (trains in seconds)."""
     from training.synthetic import ShopSpec

@@ -11,8 +11,9 @@ one at a time, each on a free 127.0.0.1 port and always stopped at the end:
 * the engine, ``personalize serve``, with the embedded store (1 worker: the embedded store is
   per process) and with ``--redis-url`` to a private redis-server started here (never the
   machine's own; skipped when no ``redis-server`` is installed), with 1 worker and with 2;
-* unless ``--no-large``: the engine with Redis and 1 worker on a 100k-item catalog (the model's
-  catalog tiled 28 times, ``benchmarks.fixtures.tiled_catalog``).
+* unless ``--no-large``: the engine with Redis and 1 worker on a catalog of 100k items: a
+  generated shop (``benchmarks.fixtures.large_shop_spec``) trained here, so that its factors,
+  neighbours and candidate index are a trained model's.
 
 Every server runs under the same uvicorn settings (uvloop and httptools when installed, no
 access log). The load generator (``benchmarks.loadgen``: raw asyncio streams on uvloop, HTTP/1.1
@@ -64,7 +65,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import loadgen
-from benchmarks.fixtures import retail_model, tiled_catalog, write_json
+from benchmarks.fixtures import large_shop_spec, retail_model, trained_shop, write_json
 from benchmarks.loadgen import Case, get, load, paced, pooled, post_json
 from benchmarks.servers import (
     HOST,
@@ -75,9 +76,9 @@ from benchmarks.servers import (
     uvicorn_server,
 )
 from engine.model import load_model
+from training.synthetic import generate_shop
 
 SESSION_SIZES = (5, 20)
-LARGE_COPIES = 28  # Online Retail's 3,659 items x 28 = 102,452
 ROUNDS = 5  # turns the engine and its floor take per case (measure)
 
 
@@ -247,8 +248,6 @@ def run(
 ) -> dict[str, Any]:
     """Every server and case above; ``models`` is a models directory (its ``current``)."""
     model = load_model(models)
-    rng = np.random.default_rng(0)
-    customers = [str(c) for c in rng.permutation(np.asarray(model.users.ids, dtype=str))]
     rows: list[dict[str, Any]] = []
 
     def add(server: str, workers: int, items: int, results: dict[str, dict[str, Any]]) -> None:
@@ -270,9 +269,11 @@ def run(
             port = free_port()
             log = work / f"{server}-{workers}.log"
             with engine_server(served, port, log, redis_url, workers):
-                items = len(load_model(served, verify=False).items)
-                cases = engine_cases(port, customers, spec)
-                add(server, workers, items, measure(port, cases, spec, floors[workers]))
+                served_model = load_model(served, verify=False)
+                customers = np.random.default_rng(0).permutation(served_model.users.ids)
+                cases = engine_cases(port, [str(c) for c in customers], spec)
+                add(server, workers, len(served_model.items),
+                    measure(port, cases, spec, floors[workers]))  # fmt: skip
 
         engine("memory", models, None, 1)
         skipped = None
@@ -288,13 +289,13 @@ def run(
                 engine("redis", models, url, 1)
                 engine("redis", models, url, 2)
                 if large:
-                    tiled = tiled_catalog(models, work / "large", copies=LARGE_COPIES)
-                    engine("redis, 100k items", tiled, url, 1)
+                    shop = generate_shop(large_shop_spec())
+                    engine("redis, 100k items", trained_shop(work / "large", shop), url, 1)
     compare(rows)
     return {
         "model": model.version,
         "items": len(model.items),
-        "customers": len(customers),
+        "customers": len(model.users),
         "load": asdict(spec),
         "redis_skipped": skipped,
         "machine": {

@@ -12,7 +12,7 @@ OpenMP limited to one thread, as in a serving worker:
   category); ``heaviest customer``: the customer with the longest history;
 * floors in the same run: one ``item_factors @ vector`` product and one top-10 selection over
   the catalog, the two operations no ranking can skip;
-* ``--large``: a generated shop of 100k items (trained here, about 20 s), ranked exactly and
+* ``--large``: a generated shop of 100k items (trained here, about 40 s), ranked exactly and
   from the candidate index (``engine.candidates``): both timings, and the share of the exact
   top 10 that the candidates' top 10 holds (anonymous 5 clicks, customers with and without).
 """
@@ -30,13 +30,11 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from benchmarks.fixtures import retail_model, trained_shop, write_json
+from benchmarks.fixtures import large_shop_spec, retail_model, trained_shop, write_json
 from engine.model import Model, load_model
 from engine.profiles import Profile, RecentEvent
 from engine.recommender import Query, Recommender
 from training.synthetic import ShopSpec, generate_shop
-
-LARGE_SHOP = ShopSpec(customers=40_000, items=100_000, categories=200, seed=3)
 
 
 def timed(fn: Callable[[], object], n: int) -> dict[str, float]:
@@ -163,7 +161,7 @@ def main() -> None:
     parser.add_argument("--large", action="store_true", help="the 100k-item candidate index")
     args = parser.parse_args()
     if args.large:
-        large = candidates(LARGE_SHOP, args.requests)
+        large = candidates(large_shop_spec(), args.requests)
         print(f"{large['items']:,} items, {large['lists']} lists, {large['probed']} probed")
         for name, case in large["cases"].items():
             print(f"{name:<24} exact p50 {case['exact']['p50_ms']:.3f} ms, candidates p50 "
