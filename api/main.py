@@ -102,7 +102,7 @@ def create_app(
     holder = ModelHolder(
         settings.models_dir,
         on_change=record_reload,
-        candidates_from=settings.candidate_index_from_items,
+        candidates=settings.candidate_index,
     )
 
     @contextlib.asynccontextmanager

@@ -16,7 +16,6 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from engine.profiles import StoreLimits
 from engine.profiles.keys import CLUSTER_SHARDS, MAX_SHARDS
-from engine.recommender import CANDIDATES_FROM_ITEMS
 
 _ADDRESS = re.compile(r"[A-Za-z0-9.-]+:[0-9]{1,5}")
 _ORIGIN = re.compile(r"https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\])(:[0-9]{1,5})?")
@@ -109,12 +108,11 @@ class ApiSettings(BaseSettings):
     backlog: int = Field(
         2048, ge=1, description="connections the kernel queues before the server accepts them"
     )
-    candidate_index_from_items: int | None = Field(
-        CANDIDATES_FROM_ITEMS,
-        ge=1,
-        description="catalogs of at least this many items rank plain pages among candidates "
-        "from an index of the item factors (approximate; recall in the benchmark report); "
-        "unset: every request ranks every item",
+    candidate_index: bool = Field(
+        True,
+        description="rank plain pages among candidates when the model has candidate lists (a "
+        "large catalog's; approximate: overlap with exact pages in the benchmark report); off: "
+        "every request ranks every item",
     )
     watch_seconds: float = Field(
         5.0, ge=0, description="poll interval of the models' `current` pointer; 0 disables"

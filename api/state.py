@@ -19,7 +19,7 @@ from typing import Literal
 
 from engine.artifacts import ArtifactError, current_version
 from engine.model import load_model
-from engine.recommender import CANDIDATES_FROM_ITEMS, Recommender
+from engine.recommender import Recommender
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +34,9 @@ class ReloadResult:
     error: str | None = None
 
 
-def _build(models_dir: Path, candidates_from: int | None) -> Recommender:
+def _build(models_dir: Path, candidates: bool) -> Recommender:
     """Load, verify (checksums) and wrap a model: disk- and CPU-bound, so run in a thread."""
-    return Recommender(load_model(models_dir, verify=True), candidates_from=candidates_from)
+    return Recommender(load_model(models_dir, verify=True), candidates=candidates)
 
 
 def _freeze_heap() -> None:
@@ -60,10 +60,10 @@ class ModelHolder:
         models_dir: Path,
         *,
         on_change: Callable[[ReloadResult], None] = lambda _: None,
-        candidates_from: int | None = CANDIDATES_FROM_ITEMS,
+        candidates: bool = True,
     ) -> None:
         self.models_dir = models_dir
-        self.candidates_from = candidates_from  # see engine.recommender.Recommender
+        self.candidates = candidates  # see engine.recommender.Recommender
         self._current: Recommender | None = None
         self._lock = asyncio.Lock()  # one reload at a time; requests never wait on it
         self._on_change = on_change
@@ -87,7 +87,7 @@ class ModelHolder:
                 if not force and target is not None and target == previous:
                     result = ReloadResult("unchanged", previous, previous)
                 else:
-                    fresh = await asyncio.to_thread(_build, self.models_dir, self.candidates_from)
+                    fresh = await asyncio.to_thread(_build, self.models_dir, self.candidates)
                     self._current = fresh  # the swap: one reference assignment
                     _freeze_heap()
                     self.last_error = None

@@ -16,6 +16,7 @@ from engine.artifacts import load_artifact, publish, write_artifact
 from engine.profiles import EventType
 
 if TYPE_CHECKING:
+    from training.params import ModelParams
     from training.synthetic import ShopSpec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,9 +59,9 @@ def small_shop_spec() -> ShopSpec:
     return ShopSpec(customers=300, items=200, days=120, seed=1)
 
 
-def trained_shop(folder: Path, shop: pa.Table) -> Path:
-    """Write ``shop``'s log, read it back with the trainer's reader, train the default model;
-    the models directory."""
+def trained_shop(folder: Path, shop: pa.Table, params: ModelParams | None = None) -> Path:
+    """Write ``shop``'s log, read it back with the trainer's reader, train the default model
+    (or one of other ``params``); the models directory."""
     from training.logs import PRESETS, read_purchase_log
     from training.params import ModelParams
     from training.pipeline import train_model
@@ -69,7 +70,7 @@ def trained_shop(folder: Path, shop: pa.Table) -> Path:
     write_log(shop, folder / "log.parquet")
     log = read_purchase_log(folder / "log.parquet", PRESETS["generic"])
     assert log.table.num_rows == shop.num_rows  # the generator writes only clean lines
-    train_model(log, ModelParams(), models_dir=folder / "models", run_evaluation=False)
+    train_model(log, params or ModelParams(), models_dir=folder / "models", run_evaluation=False)
     return folder / "models"
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from engine.artifacts import Artifact, ArtifactError, csr_from_arrays, load_artifact
+from engine.candidates import check_lists
 from engine.matrix import PurchaseHistory
 from engine.models import FactorScorer, ItemKnnScorer, RepeatAwareScorer
 from engine.vocab import Vocabulary
@@ -45,6 +46,8 @@ class Model:
             self.segments: np.ndarray = a["user_segment"]  # segment name per user row
             self.rfm: np.ndarray = a["user_rfm"]  # int8 (users, 3): R, F, M scores 1..5
             _check_sizes(a, history, self.together, len(self.users), len(self.items))
+            # A large catalog's lists (engine.candidates), if the trainer made them.
+            self.has_candidate_lists = check_lists(a, len(self.items), a["item_factors"].shape[1])
             self.scorer = RepeatAwareScorer(
                 history,
                 a["popularity"],

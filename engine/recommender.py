@@ -33,9 +33,6 @@ from engine.session import FoldIn, session_weights
 
 COLLABORATIVE_REASON = "customers who buy what you buy chose it"
 ROW_CACHE = 8192  # item rows kept as Python objects per loaded model (about 2.5 MB)
-# Catalogs of at least this many items rank a plain page among candidates (engine.candidates);
-# below it, a pass over every item costs less than 0.1 ms and ranking stays exact.
-CANDIDATES_FROM_ITEMS = 50_000
 PRIOR_CANDIDATES = 256  # the head of the visitor's prior ranking is always a candidate
 
 
@@ -102,11 +99,11 @@ class Recommender:
     def __init__(
         self,
         model: Model,
-        candidates_from: int | None = CANDIDATES_FROM_ITEMS,
+        candidates: bool = True,
         probe_share: float = PROBE_SHARE,
     ) -> None:
-        """``candidates_from``: the catalog size from which a candidate index serves plain
-        pages (None: rank every item, always), probing ``probe_share`` of its lists."""
+        """``candidates``: rank plain pages among candidates when the model has candidate lists
+        (a large catalog's; else every item is ranked), probing ``probe_share`` of them."""
         self.model = model
         model.users.build_index()
         model.items.build_index()
@@ -125,8 +122,8 @@ class Recommender:
         self._trending_order = np.argsort(-rank, kind="stable")
         self._session_strength = session_strength(self._trending_rank)
         self._candidates: CandidateIndex | None = None
-        if candidates_from is not None and len(model.items) >= candidates_from:
-            self._candidates = CandidateIndex(items, probe_share)
+        if candidates and model.has_candidate_lists:
+            self._candidates = CandidateIndex(model.artifact.arrays, probe_share)
             self._prior_head = np.argsort(-model.scorer.item_prior, kind="stable")[
                 :PRIOR_CANDIDATES
             ]

@@ -52,6 +52,17 @@ class BasketParams(_Params):
     per_item: int = Field(50, ge=1, le=10_000, description="partners kept per item, by support")
 
 
+class CandidateParams(_Params):
+    """Which catalogs get candidate lists (``engine.candidates``)."""
+
+    from_items: int = Field(
+        50_000,
+        ge=1,
+        description="catalogs of at least this many items get candidate lists (k-means over the "
+        "item factors), from which the API ranks plain pages instead of every item",
+    )
+
+
 class ModelParams(_Params):
     """Everything that decides what a trained model recommends."""
 
@@ -59,4 +70,5 @@ class ModelParams(_Params):
     knn: KnnParams = KnnParams()
     fusion: FusionParams = FusionParams()
     baskets: BasketParams = BasketParams()
+    candidates: CandidateParams = CandidateParams()
     seed: int = Field(0, ge=0, description="random seed for factor initialisation and sampling")

@@ -16,6 +16,7 @@ from engine.matrix import Interactions
 from engine.model import ALGORITHM
 from engine.vocab import Vocabulary
 from training.baskets import BasketPairs, basket_pairs
+from training.candidate_lists import candidate_lists
 from training.crm.segments import Segments, compute_segments
 from training.dataset import interactions_from_table, item_metadata
 from training.device import Device, resolve_device
@@ -132,7 +133,7 @@ def _arrays(
         per_item=params.baskets.per_item,
     )
     meta = item_metadata(log.table, events.items)
-    return model_arrays(events.users, events.items, signals, meta, together, segments)
+    return model_arrays(events.users, events.items, signals, meta, together, segments, params)
 
 
 def model_arrays(
@@ -142,16 +143,19 @@ def model_arrays(
     meta: dict[str, np.ndarray],
     together: BasketPairs,
     segments: Segments,
+    params: ModelParams,
 ) -> dict[str, np.ndarray]:
     """The artifact's arrays (what ``engine.model`` reads), whichever trainer fitted them."""
+    item_factors = signals.factors.item_factors
     return {
+        **candidate_lists(item_factors, params.candidates, params.seed),
         **_user_segments(users, segments),
         "item_baskets": together.item_baskets,
         **csr_arrays("together", together.pairs),
         "users": users.ids,
         "items": items.ids,
         "user_factors": signals.factors.user_factors,
-        "item_factors": signals.factors.item_factors,
+        "item_factors": item_factors,
         "popularity": signals.popularity,
         "trending": signals.trending,
         "item_description": meta["description"],

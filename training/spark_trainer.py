@@ -253,7 +253,7 @@ def train_spark(
         trainer={"name": "spark", "master": spark.sparkContext.master, "spark": spark.version},
         segments=segments.to_manifest(),
     )
-    arrays = model_arrays(log.users, log.items, signals, meta, together, segments)
+    arrays = model_arrays(log.users, log.items, signals, meta, together, segments, params)
     path = write_artifact(models_dir, arrays, manifest)
     if publish_model:
         publish(models_dir, path.name)

@@ -1,37 +1,50 @@
-"""The candidate index of large catalogs: its lists, and the pages it serves against exact ones.
+"""The candidate lists of large catalogs: the trainer's lists, the artifact's checks, and the
+pages served from them against exact ones.
 
-A generated shop of 4,000 items is trained through the real pipeline; the recommender is built
-twice on it, ranking every item and ranking candidates (the index forced on at this size).
+A generated shop of 4,000 items is trained through the real pipeline with candidate lists (made
+from 50,000 items by default); the recommender is built twice on it, ranking every item and
+ranking candidates.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 from shops import trained_shop
 
+from engine.artifacts import ArtifactError, load_artifact, write_artifact
 from engine.candidates import CandidateIndex
 from engine.model import Model, load_model
 from engine.profiles import Profile, RecentEvent
 from engine.recommender import Query, Recommender
+from training.candidate_lists import candidate_lists
+from training.params import CandidateParams, ModelParams
 from training.synthetic import ShopSpec, generate_shop
 
 SPEC = ShopSpec(customers=1_500, items=4_000, categories=40, days=120, seed=5)
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory: pytest.TempPathFactory) -> Model:
-    return load_model(trained_shop(tmp_path_factory.mktemp("shop"), generate_shop(SPEC)))
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    params = ModelParams(candidates=CandidateParams(from_items=1))
+    return trained_shop(tmp_path_factory.mktemp("shop"), generate_shop(SPEC), params)
+
+
+@pytest.fixture(scope="module")
+def model(models_dir: Path) -> Model:
+    return load_model(models_dir)
 
 
 @pytest.fixture(scope="module")
 def exact(model: Model) -> Recommender:
-    return Recommender(model, candidates_from=None)
+    return Recommender(model, candidates=False)
 
 
 @pytest.fixture(scope="module")
 def indexed(model: Model) -> Recommender:
-    return Recommender(model, candidates_from=1)
+    return Recommender(model)
 
 
 def _visitors(model: Model, n: int) -> list[tuple[Query, Profile]]:
@@ -57,9 +70,19 @@ def _ids(rec: Recommender, query: Query, profile: Profile, now: float) -> list[s
     return [item.item_id for item in rec.recommend(query, profile, now=now).items]
 
 
+def test_lists_are_made_from_the_size_set_and_a_default_model_has_none(model: Model) -> None:
+    factors = np.asarray(model.scorer.factors.item_factors)
+    n = len(factors)
+    assert candidate_lists(factors, CandidateParams(from_items=n + 1), seed=0) == {}
+    assert set(candidate_lists(factors, CandidateParams(from_items=n), seed=0)) == {
+        "candidate_centroids", "candidate_items", "candidate_indptr"}  # fmt: skip
+    assert model.has_candidate_lists
+    assert CandidateParams().from_items == 50_000
+
+
 def test_every_item_is_in_exactly_one_list_and_probes_follow_the_centroids(model: Model) -> None:
     factors = model.scorer.factors.item_factors
-    index = CandidateIndex(factors, probe_share=0.1)
+    index = CandidateIndex(model.artifact.arrays, probe_share=0.1)
     assert index.lists == round(np.sqrt(len(factors)))
     assert sorted(index.items.tolist()) == list(range(len(factors)))
     vector = factors[7] + factors[99]
@@ -82,7 +105,7 @@ def test_every_item_is_in_exactly_one_list_and_probes_follow_the_centroids(model
 def test_probing_every_list_serves_the_exact_pages(model: Model, exact: Recommender) -> None:
     """With every list probed the candidates hold every item: the same items, in the same
     order, with the same scores, for every kind of visitor."""
-    everything = Recommender(model, candidates_from=1, probe_share=1.0)
+    everything = Recommender(model, probe_share=1.0)
     now = float(model.as_of)
     for query, profile in _visitors(model, 10):
         want = exact.recommend(query, profile, now=now).items
@@ -96,7 +119,7 @@ def test_the_lists_probed_for_a_customer_hold_their_best_items_by_factor_score(
     """A few of the lists hold most of a customer's ten best items by factor score (lists
     picked at random would hold about the share probed)."""
     factors = model.scorer.factors
-    index = CandidateIndex(factors.item_factors)
+    index = CandidateIndex(model.artifact.arrays)
     found, probed = [], []
     for vector in factors.user_factors[:100]:
         best = np.argsort(-(factors.item_factors @ vector))[:10]
@@ -146,3 +169,34 @@ def test_rules_that_leave_too_few_candidates_rank_every_item(
         want = _ids(exact, rules, profile, now)
         assert _ids(indexed, rules, profile, now) == want
         assert len(want) == (min(10, int(sizes.min())) if rules.include_categories else 10)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "an item listed twice",
+        "a list past the catalog",
+        "centroids of other factors",
+        "a missing array",
+    ],
+)
+def test_an_artifact_with_broken_lists_is_refused(
+    models_dir: Path, tmp_path: Path, damage: str
+) -> None:
+    """Checked at load: lists that named an item twice would serve some items twice and never
+    others; the loader refuses the version (and the API keeps serving the one before)."""
+    artifact = load_artifact(models_dir, verify=False)
+    arrays = {name: np.array(values) for name, values in artifact.arrays.items()}
+    if damage == "an item listed twice":
+        arrays["candidate_items"][1] = arrays["candidate_items"][0]
+    elif damage == "a list past the catalog":
+        arrays["candidate_indptr"][-1] += 1
+    elif damage == "centroids of other factors":
+        arrays["candidate_centroids"] = arrays["candidate_centroids"][:, :-1]
+    else:
+        del arrays["candidate_indptr"]
+    manifest = {k: v for k, v in artifact.manifest.items()
+                if k not in ("format_version", "version", "created", "files")}  # fmt: skip
+    broken = write_artifact(tmp_path, arrays, manifest)
+    with pytest.raises(ArtifactError, match="candidate"):
+        load_model(broken)

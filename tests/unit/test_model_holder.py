@@ -16,7 +16,7 @@ async def test_an_unexpected_error_while_building_is_a_refusal(
 ) -> None:
     # Not an ArtifactError: a bug or an unforeseen artifact must not crash the start, answer
     # 500 to an admin reload or escape the reload metric.
-    def broken(models_dir: Path, candidates_from: int | None) -> Recommender:
+    def broken(models_dir: Path, candidates: bool) -> Recommender:
         raise RuntimeError("boom")
 
     monkeypatch.setattr(state, "_build", broken)
@@ -53,13 +53,26 @@ async def test_the_serving_model_is_frozen_out_of_the_collector(tmp_path: Path) 
         gc.unfreeze()
 
 
-async def test_the_candidate_index_follows_the_catalog_size_setting(tmp_path: Path) -> None:
-    """Off below the size (a small shop's default), on from it: every reload builds it."""
-    from shops import two_version_shop
+async def test_the_candidate_index_serves_when_the_model_has_lists_and_the_setting_allows(
+    tmp_path: Path,
+) -> None:
+    from shops import trained_shop
 
-    models = two_version_shop(tmp_path)
-    for candidates_from, indexed in ((None, False), (1_000_000, False), (1, True)):
-        holder = ModelHolder(models, candidates_from=candidates_from)
+    from benchmarks.fixtures import small_shop_spec
+    from training.params import CandidateParams, ModelParams
+    from training.synthetic import generate_shop
+
+    shop = generate_shop(small_shop_spec())
+    with_lists = trained_shop(
+        tmp_path / "lists", shop, ModelParams(candidates=CandidateParams(from_items=1))
+    )
+    without = trained_shop(tmp_path / "none", shop)  # 50,000 items by default: none here
+    for models, setting, indexed in (
+        (with_lists, True, True),
+        (with_lists, False, False),
+        (without, True, False),
+    ):
+        holder = ModelHolder(models, candidates=setting)
         await holder.reload()
         assert holder.current is not None
         assert (holder.current.candidate_index is not None) is indexed
