@@ -103,6 +103,7 @@ def create_app(
         settings.models_dir,
         on_change=record_reload,
         candidates=settings.candidate_index,
+        probe_share=settings.candidate_probe_share,
     )
 
     @contextlib.asynccontextmanager

@@ -14,6 +14,7 @@ from typing import Annotated, Literal, Self
 from pydantic import BeforeValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from engine.candidates import PROBE_SHARE
 from engine.profiles import StoreLimits
 from engine.profiles.keys import CLUSTER_SHARDS, MAX_SHARDS
 
@@ -113,6 +114,13 @@ class ApiSettings(BaseSettings):
         description="rank plain pages among candidates when the model has candidate lists (a "
         "large catalog's; approximate: overlap with exact pages in the benchmark report); off: "
         "every request ranks every item",
+    )
+    candidate_probe_share: float = Field(
+        PROBE_SHARE,
+        gt=0,
+        le=1,
+        description="share of the candidate lists probed per vector: more finds more of the exact "
+        "top 10 and costs more (the README's Large catalogs has measured pairs)",
     )
     watch_seconds: float = Field(
         5.0, ge=0, description="poll interval of the models' `current` pointer; 0 disables"

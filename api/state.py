@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 from engine.artifacts import ArtifactError, current_version
+from engine.candidates import PROBE_SHARE
 from engine.model import load_model
 from engine.recommender import Recommender
 
@@ -34,9 +35,10 @@ class ReloadResult:
     error: str | None = None
 
 
-def _build(models_dir: Path, candidates: bool) -> Recommender:
+def _build(models_dir: Path, candidates: bool, probe_share: float) -> Recommender:
     """Load, verify (checksums) and wrap a model: disk- and CPU-bound, so run in a thread."""
-    return Recommender(load_model(models_dir, verify=True), candidates=candidates)
+    model = load_model(models_dir, verify=True)
+    return Recommender(model, candidates=candidates, probe_share=probe_share)
 
 
 def _freeze_heap() -> None:
@@ -61,9 +63,11 @@ class ModelHolder:
         *,
         on_change: Callable[[ReloadResult], None] = lambda _: None,
         candidates: bool = True,
+        probe_share: float = PROBE_SHARE,
     ) -> None:
         self.models_dir = models_dir
-        self.candidates = candidates  # see engine.recommender.Recommender
+        self.candidates = candidates  # these two: see engine.recommender.Recommender
+        self.probe_share = probe_share
         self._current: Recommender | None = None
         self._lock = asyncio.Lock()  # one reload at a time; requests never wait on it
         self._on_change = on_change
@@ -87,7 +91,9 @@ class ModelHolder:
                 if not force and target is not None and target == previous:
                     result = ReloadResult("unchanged", previous, previous)
                 else:
-                    fresh = await asyncio.to_thread(_build, self.models_dir, self.candidates)
+                    fresh = await asyncio.to_thread(
+                        _build, self.models_dir, self.candidates, self.probe_share
+                    )
                     self._current = fresh  # the swap: one reference assignment
                     _freeze_heap()
                     self.last_error = None

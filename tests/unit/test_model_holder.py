@@ -1,6 +1,7 @@
 """The model holder refuses a version whatever goes wrong while building it."""
 
 import gc
+import math
 import weakref
 from pathlib import Path
 
@@ -16,7 +17,7 @@ async def test_an_unexpected_error_while_building_is_a_refusal(
 ) -> None:
     # Not an ArtifactError: a bug or an unforeseen artifact must not crash the start, answer
     # 500 to an admin reload or escape the reload metric.
-    def broken(models_dir: Path, candidates: bool) -> Recommender:
+    def broken(models_dir: Path, candidates: bool, probe_share: float) -> Recommender:
         raise RuntimeError("boom")
 
     monkeypatch.setattr(state, "_build", broken)
@@ -72,8 +73,11 @@ async def test_the_candidate_index_serves_when_the_model_has_lists_and_the_setti
         (with_lists, False, False),
         (without, True, False),
     ):
-        holder = ModelHolder(models, candidates=setting)
+        holder = ModelHolder(models, candidates=setting, probe_share=0.5)
         await holder.reload()
         assert holder.current is not None
-        assert (holder.current.candidate_index is not None) is indexed
+        index = holder.current.candidate_index
+        assert (index is not None) is indexed
+        if index is not None:
+            assert index.probe == math.ceil(0.5 * index.lists)
     gc.unfreeze()
