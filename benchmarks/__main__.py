@@ -55,7 +55,13 @@ def _compute(quick: bool, work: Path, models: Path) -> dict[str, Any]:
     large = large_shop_spec()
     if quick:
         large = replace(large, customers=4_000, items=10_000)
-    result["candidates"] = recommend_compute.candidates(large, 300 if quick else 2000)
+    requests = 300 if quick else 2000
+    result["candidates"] = recommend_compute.candidates(
+        recommend_compute.generated_shop(large), requests
+    )
+    result["candidates_taobao"] = recommend_compute.candidates(
+        recommend_compute.taobao_shop, requests
+    )
     return result
 
 

@@ -190,11 +190,15 @@ def _training(data: dict[str, Any], out: Path) -> str:
 def _compute(data: dict[str, Any], out: Path) -> str:
     rows = [[name, f"{c['p50_ms']:.3f}", f"{c['p99_ms']:.3f}"] for name, c in data["cases"].items()]
     text = f"{data['items']:,} items, one thread\n\n" + _md(["case", "p50 ms", "p99 ms"], rows)
-    large = data.get("candidates")
-    if large:
+    catalogs = {"candidates": "A generated shop",
+                "candidates_taobao": "The Taobao click log taken as purchases"}  # fmt: skip
+    for key, catalog in catalogs.items():
+        large = data.get(key)
+        if not large:
+            continue
         text += (
-            f"\nA generated shop of {large['items']:,} items, one thread: every item ranked "
-            f"(exact) and the candidate index's ({large['lists']} lists, {large['probed']} "
+            f"\n{catalog}, {large['items']:,} items, one thread: every item ranked "
+            f"(exact) and the candidate lists' ({large['lists']} lists, {large['probed']} "
             f"probed per vector, made by the trainer in {large['index_build_s']:.1f} s); "
             "overlap: the share of the exact top 10 in the candidates' top 10, over "
             f"{large['visitors']} visitors\n\n"
