@@ -17,7 +17,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from engine.kernels import item_dots, list_members
+from engine.kernels import item_dots, row_members
 
 PROBE_SHARE = 0.05  # share of the lists probed per vector
 ARRAYS = ("candidate_centroids", "candidate_items", "candidate_indptr")
@@ -68,4 +68,4 @@ class CandidateIndex:
             picked = np.argpartition(-scores, self.probe - 1)[: self.probe]
         else:
             picked = np.arange(self.lists)
-        return list_members(self.items, self.indptr, picked)
+        return row_members(self.indptr, self.items, picked)

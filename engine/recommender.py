@@ -22,8 +22,8 @@ from engine.kernels import (
     closest_rows,
     distinct,
     first_allowed,
-    neighbour_columns,
     row_entries,
+    row_members,
     top_allowed,
 )
 from engine.model import Model
@@ -146,8 +146,9 @@ class Recommender:
         """Compile the kernels for this model's arrays, and page those in, before any request."""
         item = str(self.model.items.ids[int(np.argmax(self.model.scorer.popularity))])
         visitor = Profile(visitor_id="warm-up", recent=(RecentEvent(item, "view", 0.0),))
-        # With a candidate index, a capped page still ranks every item: warm that up too.
-        queries = [Query(k=1)] + [Query(k=1, max_per_category=1)] * (self._candidates is not None)
+        queries = [Query(k=1)]
+        if self._candidates is not None:  # a capped page still ranks every item: warm it up too
+            queries.append(Query(k=1, max_per_category=1))
         for query in queries:
             self.recommend(query, visitor, now=0.0)
             if len(self.model.users):  # a known customer's kernels (1.4 s on a first request)
@@ -305,7 +306,7 @@ class Recommender:
         if len(session_items):
             parts += [index.probe_items(vector), index.probe_items(vector, lowest=True)]
         similarity = scorer.knn.similarity
-        parts += [seeds, neighbour_columns(similarity.indptr, similarity.indices, seeds)]
+        parts += [seeds, row_members(similarity.indptr, similarity.indices, seeds)]
         return distinct(np.concatenate(parts), len(self.model.items))
 
     def similar(

@@ -70,14 +70,13 @@ def _ids(rec: Recommender, query: Query, profile: Profile, now: float) -> list[s
     return [item.item_id for item in rec.recommend(query, profile, now=now).items]
 
 
-def test_lists_are_made_from_the_size_set_and_a_default_model_has_none(model: Model) -> None:
+def test_lists_are_made_from_the_size_set(model: Model) -> None:
     factors = np.asarray(model.scorer.factors.item_factors)
     n = len(factors)
     assert candidate_lists(factors, CandidateParams(from_items=n + 1), seed=0) == {}
     assert set(candidate_lists(factors, CandidateParams(from_items=n), seed=0)) == {
         "candidate_centroids", "candidate_items", "candidate_indptr"}  # fmt: skip
     assert model.has_candidate_lists
-    assert CandidateParams().from_items == 50_000
 
 
 def test_every_item_is_in_exactly_one_list_and_probes_follow_the_centroids(model: Model) -> None:

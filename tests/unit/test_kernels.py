@@ -12,7 +12,7 @@ from engine.kernels import (
     first_allowed,
     item_dots,
     item_dots_pair,
-    list_members,
+    row_members,
     sparse_row_sum,
     top_allowed,
 )
@@ -151,9 +151,9 @@ def test_add_session_term_is_the_two_scaled_terms_of_numpy() -> None:
     np.testing.assert_allclose(out, prior + 1.5 * _unit(dots), rtol=1e-5, atol=1e-5)
 
 
-def test_list_members_concatenates_the_chosen_lists_in_order() -> None:
-    items = np.array([4, 0, 3, 1, 2, 5])
-    indptr = np.array([0, 2, 2, 5, 6])  # lists [4, 0], [], [3, 1, 2], [5]
-    assert list_members(items, indptr, np.array([2, 0])).tolist() == [3, 1, 2, 4, 0]
-    assert list_members(items, indptr, np.array([1, 3])).tolist() == [5]
-    assert list_members(items, indptr, np.array([], np.int64)).tolist() == []
+def test_row_members_concatenates_the_chosen_rows_in_order() -> None:
+    values = np.array([4, 0, 3, 1, 2, 5])
+    indptr = np.array([0, 2, 2, 5, 6])  # rows [4, 0], [], [3, 1, 2], [5]
+    assert row_members(indptr, values, np.array([2, 0])).tolist() == [3, 1, 2, 4, 0]
+    assert row_members(indptr, values, np.array([1, 3, 3])).tolist() == [5, 5]  # repeats kept
+    assert row_members(indptr, values, np.array([], np.int64)).tolist() == []
