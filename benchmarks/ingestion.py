@@ -52,7 +52,7 @@ import numpy as np
 import redis
 
 from benchmarks import loadgen
-from benchmarks.fixtures import REPO, retail_model, write_json
+from benchmarks.fixtures import retail_model, write_json
 from benchmarks.servers import (
     HOST,
     engine_server,
@@ -73,7 +73,6 @@ TYPES: tuple[EventType, ...] = ("view", "click", "add_to_cart", "purchase")
 TYPE_SHARES = (0.70, 0.20, 0.07, 0.03)
 CASE_SECONDS = 30.0  # time limit of one case, warm-up included
 BENCHMARK_TIMEOUT_SECONDS = 60.0
-DEFAULT_JSON = REPO / "benchmarks" / "results" / "ingestion.json"
 
 
 @dataclass(frozen=True)
@@ -386,13 +385,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer calls per case (smoke run)")
     parser.add_argument("--models", type=Path, help="a models directory (default: train one)")
-    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="write the results here")
+    parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         models = args.models.resolve() if args.models else None
         result = run(args.quick, Path(tmp), models)
     print_table(result)
-    write_json(args.json, result)
+    if args.json:
+        write_json(args.json, result)
 
 
 if __name__ == "__main__":

@@ -44,7 +44,6 @@ import redis
 
 from benchmarks import loadgen
 from benchmarks.fixtures import (
-    REPO,
     TAOBAO,
     TAOBAO_EVENT_TYPES,
     read_taobao,
@@ -67,7 +66,6 @@ QUICK_USERS = 200
 REPLAY_BATCH = 1000
 TARGET_BYTES = 1024
 PIPELINE = 1000  # Redis commands per round trip when inspecting keys
-DEFAULT_JSON = REPO / "benchmarks" / "results" / "memory.json"
 SCALING_WORKERS = (1, 2, 4)  # worker counts measured on the ~100k-item catalog
 
 # --- Redis bytes per visitor ----------------------------------------------------------------
@@ -413,14 +411,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="200 users; no tiled catalog")
     parser.add_argument("--models", type=Path, help="a models directory (default: train one)")
-    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="write the results here")
+    parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--redis-only", action="store_true", help="skip the workers' memory")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
         models = args.models.resolve() if args.models else None
         result = run(args.quick, Path(tmp), models, workers=not args.redis_only)
     print_report(result)
-    write_json(args.json, result)
+    if args.json:
+        write_json(args.json, result)
 
 
 if __name__ == "__main__":

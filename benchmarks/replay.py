@@ -61,7 +61,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from benchmarks import loadgen
-from benchmarks.fixtures import REPO, TAOBAO, TAOBAO_EVENT_TYPES, read_taobao, write_json
+from benchmarks.fixtures import TAOBAO, TAOBAO_EVENT_TYPES, read_taobao, write_json
 from benchmarks.loadgen import Connection, get, post_json
 from benchmarks.servers import (
     HOST,
@@ -72,7 +72,6 @@ from benchmarks.servers import (
 )
 from engine.model import load_model
 
-DEFAULT_JSON = REPO / "benchmarks" / "results" / "replay.json"
 HOLDOUT_DAYS = 2
 DAY = 86_400
 K = 10
@@ -394,7 +393,7 @@ def main() -> None:
         "--include-seen", action="store_true", help="keep items seen this session in the lists"
     )
     parser.add_argument("--log", type=Path, default=TAOBAO, help="the Taobao UserBehavior file")
-    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="write the results here")
+    parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     if args.max_events is not None and args.max_events < 1:
         parser.error("--max-events must be at least 1")
@@ -411,7 +410,8 @@ def main() -> None:
             include_seen=args.include_seen,
         )
     print_table(result)
-    write_json(args.json, result)
+    if args.json:
+        write_json(args.json, result)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,6 @@ from benchmarks.fixtures import ONLINE_RETAIL, REPO, write_json
 if TYPE_CHECKING:
     from training.logs import PurchaseLog
 
-DEFAULT_JSON = REPO / "benchmarks" / "results" / "training.json"
 CACHE = Path(tempfile.gettempdir()) / "personalize-benchmarks"
 # Generated shops: (customers, items) giving about 1M and 10M lines at the default basket rates.
 SHOPS = {"synthetic-1m": (36_000, 10_000), "synthetic-10m": (305_000, 50_000)}
@@ -274,7 +273,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="Online Retail and 1M lines only")
     parser.add_argument("--repeat", type=int, default=1, help="runs per step (median seconds)")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per step process")
-    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="write the results here")
+    parser.add_argument("--json", type=Path, help="also write the results here")
     # Internal: one measurement in this process (what run() starts each subprocess with).
     parser.add_argument(
         "--step", nargs=3, metavar=("STEP", "PATH", "FORMAT"), help=argparse.SUPPRESS
@@ -293,7 +292,8 @@ def main() -> None:
         return
     result = run(args.quick, args.repeat, args.timeout)
     _print(result)
-    write_json(args.json, result)
+    if args.json:
+        write_json(args.json, result)
 
 
 if __name__ == "__main__":
