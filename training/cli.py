@@ -271,6 +271,12 @@ def _run_args(p: argparse.ArgumentParser) -> None:
         help="days at the end of the log held out (env PERSONALIZE_HOLDOUT_DAYS; 30)",
     )
     p.add_argument("-k", "--k", dest="k", type=int, help="metrics at k (default 10)")
+    p.add_argument(
+        "--test-customers",
+        type=int,
+        help="hold-out customers scored at most, a seeded sample beyond; 0 scores all "
+        "(env PERSONALIZE_TEST_CUSTOMERS; 20000)",
+    )
     p.add_argument("--threads", type=int, help="fitting threads, 0 = all cores (default 0)")
     p.add_argument(
         "--device",
@@ -282,7 +288,7 @@ def _run_args(p: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace) -> TrainerSettings:
-    fields = ("models_dir", "holdout_days", "k", "threads", "device", "quiet")
+    fields = ("models_dir", "holdout_days", "k", "test_customers", "threads", "device", "quiet")
     given = {f: getattr(args, f) for f in fields if getattr(args, f, None) is not None}
     try:
         return TrainerSettings(**given)
@@ -348,6 +354,7 @@ def _train(args: argparse.Namespace, settings: TrainerSettings) -> int:
         models_dir=settings.models_dir,
         holdout_days=settings.holdout_days,
         k=settings.k,
+        test_customers=settings.test_customers or None,
         run_evaluation=not args.no_evaluate,
         publish_model=not args.no_publish,
         threads=settings.threads,
@@ -377,6 +384,7 @@ def _retrain(args: argparse.Namespace, settings: TrainerSettings) -> int:
         event_input=_event_input(args, log, settings),
         holdout_days=settings.holdout_days,
         k=settings.k,
+        test_customers=settings.test_customers or None,
         min_ratio=args.min_ratio,
         threads=settings.threads,
         progress=_progress(settings),
@@ -446,6 +454,7 @@ def _evaluate(args: argparse.Namespace, settings: TrainerSettings) -> int:
         threads=settings.threads,
         progress=_progress(settings),
         device=settings.device,
+        max_users=settings.test_customers or None,
     )
     if args.json:
         out = {**evaluation.to_dict(), "data": log.report.to_dict(), "weights": evaluation.weights}

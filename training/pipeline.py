@@ -20,7 +20,7 @@ from training.candidate_lists import candidate_lists
 from training.crm.segments import Segments, compute_segments
 from training.dataset import interactions_from_table, item_metadata
 from training.device import Device, resolve_device
-from training.evaluate import Evaluation, evaluate
+from training.evaluate import MAX_TEST_CUSTOMERS, Evaluation, evaluate
 from training.events.feedback import EventInput
 from training.fit import Signals
 from training.fusion import fit_repeat_aware
@@ -45,6 +45,7 @@ def train_model(
     models_dir: Path,
     holdout_days: int = 30,
     k: int = 10,
+    test_customers: int | None = MAX_TEST_CUSTOMERS,
     run_evaluation: bool = True,
     publish_model: bool = True,
     threads: int = 0,
@@ -58,6 +59,7 @@ def train_model(
 
     ``event_input``: exported events; their purchases join the log, the rest is feedback.
     ``evaluation``: one the caller already ran (a retrain's comparison), recorded as is.
+    ``test_customers``: hold-out customers the evaluation scores at most (None: all).
     ``device`` is where the factor model is fitted (:mod:`training.device`); the manifest records
     the one used.
     """
@@ -81,6 +83,7 @@ def train_model(
             progress=progress,
             feedback=feedback,
             device=resolved,
+            max_users=test_customers,
         )
         seconds["evaluate"] = time.perf_counter() - clock
     clock = time.perf_counter()

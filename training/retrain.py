@@ -22,7 +22,7 @@ from engine.matrix import SECONDS_PER_DAY
 from engine.model import Model, load_model
 from engine.vocab import Vocabulary
 from training.dataset import interactions_from_table
-from training.evaluate import HoldoutSplit, evaluate
+from training.evaluate import MAX_TEST_CUSTOMERS, HoldoutSplit, evaluate
 from training.events.feedback import EventInput
 from training.logs import PurchaseLog
 from training.params import ModelParams
@@ -72,6 +72,7 @@ def retrain(
     event_input: EventInput | None = None,
     holdout_days: int = 30,
     k: int = 10,
+    test_customers: int | None = MAX_TEST_CUSTOMERS,
     min_ratio: float = 1.0,
     threads: int = 0,
     progress: bool = False,
@@ -81,8 +82,9 @@ def retrain(
     live_version = current_version(models_dir)
     if live_version is None:
         result = train_model(
-            log, params, models_dir=models_dir, holdout_days=holdout_days, k=k, threads=threads,
-            progress=progress, say=say, event_input=event_input,
+            log, params, models_dir=models_dir, holdout_days=holdout_days, k=k,
+            test_customers=test_customers, threads=threads, progress=progress, say=say,
+            event_input=event_input,
         )  # fmt: skip
         return RetrainOutcome(True, f"no live model: {result.version} published", result)
     try:
@@ -100,6 +102,8 @@ def retrain(
             events,
             cut,
             f"after the live model's data ({live.manifest.get('as_of_iso', live.as_of)})",
+            test_customers,
+            params.seed,
         )
     except ValueError as exc:
         return RetrainOutcome(False, f"nothing to compare on, {live.version} stays: {exc}", None)

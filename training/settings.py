@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from training.evaluate import MAX_TEST_CUSTOMERS
+
 
 class TrainerSettings(BaseSettings):
     """Where models go and how the trainer behaves; built by the CLI, never at import time."""
@@ -17,6 +19,11 @@ class TrainerSettings(BaseSettings):
     models_dir: Path = Field(Path("models"), description="root of versioned model directories")
     holdout_days: int = Field(30, ge=1, description="days at the end of the log held out to test")
     k: int = Field(10, ge=1, le=1000, description="list length the metrics are computed at")
+    test_customers: int = Field(
+        MAX_TEST_CUSTOMERS,
+        ge=0,
+        description="hold-out customers scored at most, a seeded sample beyond; 0 scores all",
+    )
     threads: int = Field(0, ge=0, description="threads for fitting; 0 uses every core")
     device: Literal["auto", "cpu", "gpu"] = Field(
         "auto", description="where ALS is fitted: auto uses a CUDA GPU when implicit sees one"

@@ -115,6 +115,24 @@ def test_evaluate_json_shape(shared_data: Path, capsys: pytest.CaptureFixture[st
         for baseline in ("popularity", "buy_again", "als", "item_knn"):
             assert 0.0 <= result["baselines"][baseline][key] <= 1.0
     assert result["data"]["rows_read"] == 75_000
+    assert result["split"]["test_users"] == result["split"]["test_users_eligible"]
+
+
+@pytest.mark.shared_data
+def test_evaluate_scores_at_most_the_test_customers_asked_for(
+    shared_data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = shared_data / "online-retail" / "online_retail.csv.gz"
+    args = ["evaluate", "--log", str(log), "--format", "online-retail", "--quiet"]
+    code, out, _ = run(capsys, *args, "--json", "--test-customers", "300")
+    assert code == 0
+    result = json.loads(out)
+    assert result["split"]["test_users"] == result["model"]["users"] == 300
+    assert result["split"]["test_users_eligible"] > 300
+    code, out, _ = run(capsys, *args, "--test-customers", "300")
+    assert code == 0
+    eligible = f"{result['split']['test_users_eligible']:,}"
+    assert "all items over 300 customers;" in out and f"a sample of the {eligible}" in out
 
 
 def _write(path: Path, data: bytes) -> str:

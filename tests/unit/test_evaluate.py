@@ -88,12 +88,32 @@ def test_last_days_cuts_days_before_the_last_purchase(split: HoldoutSplit) -> No
         "train_rows": 3,
         "test_rows": 4,
         "test_users": 2,
+        "test_users_eligible": 2,
     }
 
 
 def test_test_users_bought_in_both_periods(split: HoldoutSplit) -> None:
     # u2 only before the cut, u3 only after it.
     assert split.users.tolist() == [0, 1]
+
+
+def test_past_the_maximum_a_seeded_sample_of_the_test_users_is_scored() -> None:
+    rng = np.random.default_rng(4)
+    rows = [(u, int(rng.integers(0, 6)), float(d)) for u in range(40) for d in (5.0, 35.0)]
+    events = _events(40, 6, rows)
+    everyone = HoldoutSplit.last_days(events, days=10)
+    assert len(everyone.users) == everyone.eligible == 40
+    assert HoldoutSplit.last_days(events, days=10, max_users=40).users.tolist() == list(range(40))
+    sample = HoldoutSplit.last_days(events, days=10, max_users=15, seed=1)
+    assert sample.eligible == 40
+    assert len(sample.users) == 15 == len(np.unique(sample.users))
+    assert np.all(np.diff(sample.users) > 0) and np.isin(sample.users, everyone.users).all()
+    again = HoldoutSplit.last_days(events, days=10, max_users=15, seed=1)
+    assert again.users.tolist() == sample.users.tolist()
+    other = HoldoutSplit.last_days(events, days=10, max_users=15, seed=2)
+    assert other.users.tolist() != sample.users.tolist()
+    assert sample.summary()["test_users"] == 15
+    assert sample.summary()["test_users_eligible"] == 40
 
 
 def test_a_purchase_exactly_at_the_cut_is_tested() -> None:
