@@ -200,8 +200,8 @@ def _compute(data: dict[str, Any], out: Path) -> str:
             f"\n{catalog}, {large['items']:,} items, one thread: every item ranked "
             f"(exact) and the candidate lists' ({large['lists']} lists, {large['probed']} "
             f"probed per vector, made by the trainer in {large['index_build_s']:.1f} s); "
-            "overlap: the share of the exact top 10 in the candidates' top 10, over "
-            f"{large['visitors']} visitors\n\n"
+            f"{large['visitors']} visitors of each kind taking turns; overlap: the share of the "
+            "exact top 10 in the candidates' top 10\n\n"
         )
         rows = [[name, f"{c['exact']['p50_ms']:.3f}", f"{c['exact']['p99_ms']:.3f}",
                  f"{c['candidates']['p50_ms']:.3f}", f"{c['candidates']['p99_ms']:.3f}",
