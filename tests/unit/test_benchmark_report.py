@@ -84,12 +84,14 @@ def test_training_target_and_table(tmp_path: Path) -> None:
         steps = {
             "direct": {"seconds": {"read_direct": 0.1, "fit_direct": 0.9}, "peak_rss_mb": 300.0},
             "train": {"seconds": {"read": 0.2, "train": 1.0}, "peak_rss_mb": 450.0},
+            "evaluate": {"seconds": {"evaluate": 3.25}, "peak_rss_mb": 400.0},
         }
         return {"rows": rows, "steps": steps,
-                "ratios": {"read+train / read_direct+fit_direct": ratio}}  # fmt: skip
+                "ratios": {"read+train / read_direct+fit_direct": ratio,
+                           "cpu read+train / cpu direct": ratio - 0.5}}  # fmt: skip
 
     cases = {"online-retail": case(500_000, 1.2), "synthetic-1m": case(1_000_000, 2.0)}
     text = _write(tmp_path, {"training": {"cases": cases}})
     assert "1.20x | met" in _target_row(text, "training <= 1.3x")
-    assert "| synthetic-1m | 1,000,000 | 1.00 | 1.20 | 2.00x | 300 | 450 |" in text
+    assert "| synthetic-1m | 1,000,000 | 1.00 | 1.20 | 2.00x | 1.50x | 3.2 | 300 | 450 |" in text
     assert (tmp_path / "training_scaling.png").is_file()
