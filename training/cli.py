@@ -454,7 +454,7 @@ def _evaluate(args: argparse.Namespace, settings: TrainerSettings) -> int:
         threads=settings.threads,
         progress=_progress(settings),
         device=settings.device,
-        max_users=settings.test_customers or None,
+        test_customers=settings.test_customers or None,
     )
     if args.json:
         out = {**evaluation.to_dict(), "data": log.report.to_dict(), "weights": evaluation.weights}

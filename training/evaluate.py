@@ -111,16 +111,17 @@ def evaluate(
     split: HoldoutSplit | None = None,
     others: Mapping[str, Scorer] | None = None,
     device: Device = "auto",
-    max_users: int | None = MAX_TEST_CUSTOMERS,
+    test_customers: int | None = MAX_TEST_CUSTOMERS,
 ) -> Evaluation:
     """Fit on the period before the hold-out and score the default model and every baseline.
 
     ``split``: a hold-out chosen by the caller instead of the last ``holdout_days``.
-    ``max_users``: test customers scored at most (a sample seeded by ``params.seed``; None: all).
+    ``test_customers``: test customers scored at most (a sample seeded by ``params.seed``;
+    None: all).
     ``others``: more scorers of the split's users and items, scored beside the baselines (the
     live model, when a retrain decides whether to replace it).
     """
-    split = split or HoldoutSplit.last_days(events, holdout_days, max_users, params.seed)
+    split = split or HoldoutSplit.last_days(events, holdout_days, test_customers, params.seed)
     signals, weights = fit_repeat_aware(
         split.train,
         params,

@@ -83,7 +83,7 @@ def train_model(
             progress=progress,
             feedback=feedback,
             device=resolved,
-            max_users=test_customers,
+            test_customers=test_customers,
         )
         seconds["evaluate"] = time.perf_counter() - clock
     clock = time.perf_counter()
