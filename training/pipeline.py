@@ -135,7 +135,7 @@ def _arrays(
         min_support=params.baskets.min_support,
         per_item=params.baskets.per_item,
     )
-    meta = item_metadata(log.table, events.items)
+    meta = item_metadata(log.table, events.item, len(events.items))
     return model_arrays(events.users, events.items, signals, meta, together, segments, params)
 
 

@@ -1,0 +1,27 @@
+"""Per-item metadata taken from a cleaned log (training.dataset)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyarrow as pa
+
+from training.dataset import item_metadata
+
+
+def test_item_metadata_keeps_the_latest_text_and_the_median_price() -> None:
+    # Lines in time order; item 0 is renamed, item 1's latest line has no text, item 2 has no
+    # price, item 3 never appears.
+    items = np.array([0, 1, 0, 2, 1, 0, 1], dtype=np.int32)
+    table = pa.table({
+        "description": ["OLD MUG", "LAMP", None, "SOAP", None, "NEW MUG", None],
+        "category": ["kitchen", None, "home", None, None, None, None],
+        "price": [2.0, 10.0, 4.0, None, 14.0, 9.0, 11.0],
+    })  # fmt: skip
+    meta = item_metadata(table, items, 4)
+    assert meta["description"].tolist() == ["NEW MUG", "LAMP", "SOAP", ""]
+    assert meta["category"].tolist() == ["home", "", "", ""]
+    assert meta["price"][0] == 4.0  # median of 2, 4, 9
+    assert meta["price"][1] == 11.0  # of 10, 14, 11
+    assert math.isnan(meta["price"][2]) and math.isnan(meta["price"][3])
