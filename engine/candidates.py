@@ -58,14 +58,18 @@ class CandidateIndex:
     def lists(self) -> int:
         return self.centroids.shape[0]
 
-    def probe_items(self, vector: np.ndarray, *, lowest: bool = False) -> np.ndarray:
-        """The items of the lists whose centroids score highest against ``vector`` (with
-        ``lowest``, the lowest: where the vector's smallest scores lie)."""
+    def probe_items(
+        self, vector: np.ndarray, *, highest: bool = True, lowest: bool = False
+    ) -> np.ndarray:
+        """The items of the lists whose centroids score highest against ``vector`` and, with
+        ``lowest``, of those that score lowest (where the vector's smallest scores lie), from
+        one scoring of the centroids."""
         scores = item_dots(self.centroids, vector.astype(np.float32, copy=False))
-        if lowest:
-            scores = -scores
-        if self.probe < self.lists:
-            picked = np.argpartition(-scores, self.probe - 1)[: self.probe]
-        else:
-            picked = np.arange(self.lists)
-        return row_members(self.indptr, self.items, picked)
+        ends = [signed for signed, wanted in ((scores, highest), (-scores, lowest)) if wanted]
+        picked = [self._best(signed) for signed in ends]
+        return row_members(self.indptr, self.items, np.concatenate(picked))
+
+    def _best(self, scores: np.ndarray) -> np.ndarray:
+        if self.probe >= self.lists:
+            return np.arange(self.lists)
+        return np.argpartition(-scores, self.probe - 1)[: self.probe]

@@ -298,13 +298,14 @@ class Recommender:
             factor_weight = scorer.weights.get("factor_score", 0.0)
             if factor_weight:
                 user_vector = scorer.factors.user_factors[row]
-                parts.append(index.probe_items(user_vector, lowest=factor_weight < 0))
+                positive = factor_weight > 0
+                parts.append(index.probe_items(user_vector, highest=positive, lowest=not positive))
             counts = scorer.history.counts
             seeds = np.concatenate(
                 [counts.indices[counts.indptr[row] : counts.indptr[row + 1]], seeds]
             )
         if len(session_items):
-            parts += [index.probe_items(vector), index.probe_items(vector, lowest=True)]
+            parts.append(index.probe_items(vector, lowest=True))
         similarity = scorer.knn.similarity
         parts += [seeds, row_members(similarity.indptr, similarity.indices, seeds)]
         return distinct(np.concatenate(parts), len(self.model.items))

@@ -90,7 +90,7 @@ def test_every_item_is_in_exactly_one_list_and_probes_follow_the_centroids(model
     owner[index.items] = lists  # each item's list
     centroid_scores = index.centroids @ vector
     for lowest in (False, True):
-        probed = index.probe_items(vector, lowest=lowest)
+        probed = index.probe_items(vector, highest=not lowest, lowest=lowest)
         chosen = np.unique(owner[probed])
         assert len(chosen) == index.probe
         assert len(probed) == np.isin(owner, chosen).sum()  # whole lists
@@ -99,6 +99,9 @@ def test_every_item_is_in_exactly_one_list_and_probes_follow_the_centroids(model
             assert centroid_scores[chosen].max() <= centroid_scores[rest].min()
         else:
             assert centroid_scores[chosen].min() >= centroid_scores[rest].max()
+    both = index.probe_items(vector, lowest=True)  # one scoring of the centroids, both ends
+    ends = [index.probe_items(vector), index.probe_items(vector, highest=False, lowest=True)]
+    assert both.tolist() == np.concatenate(ends).tolist()
 
 
 def test_probing_every_list_serves_the_exact_pages(model: Model, exact: Recommender) -> None:
