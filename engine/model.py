@@ -22,6 +22,22 @@ from engine.vocab import Vocabulary
 
 ALGORITHM = "repeat-aware"
 
+# The artifact's arrays indexed by item: along their first axis, as the columns of a users x
+# items CSR matrix, and on both axes of an items x items one. A trainer that renumbers the
+# items (``training.candidate_lists.ordered_by_lists``) must renumber exactly these.
+ITEM_ROWS = (
+    "items",
+    "item_factors",
+    "popularity",
+    "trending",
+    "item_description",
+    "item_category",
+    "item_price",
+    "item_baskets",
+)
+ITEM_COLUMNS = ("history_counts", "history_last_time", "history_first_time")
+ITEM_BY_ITEM = ("similarity", "together")
+
 
 class Model:
     """The default repeat-aware model with its vocabularies, item metadata, basket pairs and
@@ -103,13 +119,7 @@ def _check_sizes(
         "user_factors": (n_users, "users"),
         "user_segment": (n_users, "users"),
         "user_rfm": (n_users, "users"),
-        "item_factors": (n_items, "items"),
-        "popularity": (n_items, "items"),
-        "trending": (n_items, "items"),
-        "item_description": (n_items, "items"),
-        "item_category": (n_items, "items"),
-        "item_price": (n_items, "items"),
-        "item_baskets": (n_items, "items"),
+        **{name: (n_items, "items") for name in ITEM_ROWS if name != "items"},
     }
     for name, (rows, what) in expected.items():
         if len(arrays[name]) != rows:

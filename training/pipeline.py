@@ -16,7 +16,7 @@ from engine.matrix import Interactions
 from engine.model import ALGORITHM
 from engine.vocab import Vocabulary
 from training.baskets import BasketPairs, basket_pairs
-from training.candidate_lists import candidate_lists
+from training.candidate_lists import candidate_lists, ordered_by_lists
 from training.crm.segments import Segments, compute_segments
 from training.dataset import interactions_from_table, item_metadata
 from training.device import Device, resolve_device
@@ -150,8 +150,7 @@ def model_arrays(
 ) -> dict[str, np.ndarray]:
     """The artifact's arrays (what ``engine.model`` reads), whichever trainer fitted them."""
     item_factors = signals.factors.item_factors
-    return {
-        **candidate_lists(item_factors, params.candidates, params.seed),
+    arrays = {
         **_user_segments(users, segments),
         "item_baskets": together.item_baskets,
         **csr_arrays("together", together.pairs),
@@ -169,6 +168,8 @@ def model_arrays(
         **csr_arrays("history_first_time", signals.history.first_time),
         **csr_arrays("similarity", signals.knn.similarity),
     }
+    lists = candidate_lists(item_factors, params.candidates, params.seed)
+    return ordered_by_lists(arrays, lists) if lists else arrays
 
 
 def _user_segments(users: Vocabulary, segments: Segments) -> dict[str, np.ndarray]:

@@ -19,7 +19,7 @@ from engine.candidates import CandidateIndex
 from engine.model import Model, load_model
 from engine.profiles import Profile, RecentEvent
 from engine.recommender import Query, Recommender
-from training.candidate_lists import candidate_lists
+from training.candidate_lists import candidate_lists, ordered_by_lists
 from training.params import CandidateParams, ModelParams
 from training.synthetic import ShopSpec, generate_shop
 
@@ -171,6 +171,46 @@ def test_rules_that_leave_too_few_candidates_rank_every_item(
         want = _ids(exact, rules, profile, now)
         assert _ids(indexed, rules, profile, now) == want
         assert len(want) == (min(10, int(sizes.min())) if rules.include_categories else 10)
+
+
+def test_the_artifact_numbers_its_items_list_by_list(model: Model) -> None:
+    """Each list holds consecutive items, so a probe reads runs of the factors."""
+    index = CandidateIndex(model.artifact.arrays)
+    assert index.items.tolist() == list(range(len(model.items)))
+
+
+def test_renumbering_the_items_serves_the_same_model(
+    models_dir: Path, model: Model, exact: Recommender, tmp_path: Path
+) -> None:
+    """The trained artifact's items put in a random order through ``ordered_by_lists`` (one
+    list holding them all, shuffled): every item keeps its metadata and every visitor's score
+    of it, every page its items and reasons. A per-item array left out of the renumbering
+    would move some item's score or reason."""
+    artifact = load_artifact(models_dir, verify=False)
+    n = len(model.items)
+    shuffle = np.random.default_rng(3).permutation(n).astype(np.int64)
+    lists = {
+        "candidate_centroids": np.asarray(model.artifact.arrays["candidate_centroids"][:1]),
+        "candidate_items": shuffle,
+        "candidate_indptr": np.array([0, n], np.int64),
+    }
+    manifest = {k: v for k, v in artifact.manifest.items()
+                if k not in ("format_version", "version", "created", "files")}  # fmt: skip
+    other = load_model(write_artifact(tmp_path, ordered_by_lists(artifact.arrays, lists), manifest))
+    assert other.items.ids.tolist() == model.items.ids[shuffle].tolist()
+    for name in ("description", "category", "price", "item_baskets"):
+        np.testing.assert_array_equal(getattr(other, name), getattr(model, name)[shuffle])
+    now = float(model.as_of)
+    moved = Recommender(other, candidates=False)
+    for item in model.items.ids[np.argsort(-model.item_baskets)[:20]]:  # every partner: ties
+        assert set(moved.bought_together(str(item), n)) == set(exact.bought_together(str(item), n))
+    context = str(model.items.ids[np.argmax(model.item_baskets)])  # reasons from the baskets
+    for query, profile in _visitors(model, 8):
+        for q in (query, Query(k=10, customer_id=query.customer_id, context_item=context)):
+            want = exact.recommend(q, profile, now=now).items
+            got = moved.recommend(q, profile, now=now).items
+            assert [(r.item_id, r.reason) for r in got] == [(r.item_id, r.reason) for r in want]
+            np.testing.assert_allclose([r.score for r in got], [r.score for r in want], rtol=1e-6)
 
 
 @pytest.mark.parametrize(
