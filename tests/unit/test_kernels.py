@@ -73,21 +73,34 @@ def test_first_allowed_of_a_ranking_is_the_top_of_its_scores() -> None:
         )
 
 
-def test_sparse_row_sum_is_the_sparse_product_of_the_selected_rows() -> None:
+@pytest.mark.parametrize(
+    ("columns", "density"),
+    [(40, 0.2), (20_000, 0.0004)],  # summed in catalog-wide arrays; through the hash table
+    ids=["dense scratch", "hash table"],
+)
+def test_sparse_row_sum_is_the_sparse_product_of_the_selected_rows(
+    columns: int, density: float
+) -> None:
     rng = np.random.default_rng(3)
-    matrix = sp.random(50, 40, density=0.2, random_state=4, dtype=np.float32, format="csr")
+    matrix = sp.random(50, columns, density=density, random_state=4, dtype=np.float32,
+                       format="csr")  # fmt: skip
     rows = np.array([3, 17, 3, 42])  # a repeated row counts twice
     weights = rng.random(4)
     dense = np.zeros(50)
     np.add.at(dense, rows, weights)
     expected = matrix.T.astype(np.float64) @ dense
-    columns, values = sparse_row_sum(matrix.indptr, matrix.indices, matrix.data, rows, weights, 40)
+    touched, values = sparse_row_sum(
+        matrix.indptr, matrix.indices, matrix.data, rows, weights, columns
+    )
     assert values.dtype == np.float32
-    assert sorted(columns.tolist()) == np.unique(matrix[rows].indices).tolist()  # each once
-    got = np.zeros(40)
-    got[columns] = values
+    first_touch = list(dict.fromkeys(matrix[rows].indices.tolist()))
+    assert touched.tolist() == first_touch  # each column once, in the order the rows reach it
+    got = np.zeros(columns)
+    got[touched] = values
     np.testing.assert_allclose(got, expected, rtol=1e-6)
-    empty = sparse_row_sum(matrix.indptr, matrix.indices, matrix.data, rows[:0], weights[:0], 40)
+    empty = sparse_row_sum(
+        matrix.indptr, matrix.indices, matrix.data, rows[:0], weights[:0], columns
+    )
     assert len(empty[0]) == len(empty[1]) == 0
 
 
