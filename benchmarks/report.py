@@ -213,14 +213,16 @@ def _compute(data: dict[str, Any], out: Path) -> str:
             f"(exact) and the candidate lists' ({large['lists']} lists, {large['probed']} "
             f"probed per vector, made by the trainer in {large['index_build_s']:.1f} s); "
             f"{large['visitors']} visitors of each kind taking turns; overlap: the share of the "
-            "exact top 10 in the candidates' top 10\n\n"
+            "exact top 10 in the candidates' top 10; counting ties: of the candidates' top 10, "
+            "the items scoring (exactly) at least the exact 10th's\n\n"
         )
         rows = [[name, f"{c['exact']['p50_ms']:.3f}", f"{c['exact']['p99_ms']:.3f}",
                  f"{c['candidates']['p50_ms']:.3f}", f"{c['candidates']['p99_ms']:.3f}",
-                 f"{c['top10_overlap']:.3f}"]
+                 f"{c['top10_overlap']:.3f}",
+                 f"{c['top10_overlap_ties']:.3f}" if "top10_overlap_ties" in c else ""]
                 for name, c in large["cases"].items()]  # fmt: skip
         text += _md(["case", "exact p50 ms", "exact p99 ms", "candidates p50 ms",
-                     "candidates p99 ms", "top-10 overlap"], rows)  # fmt: skip
+                     "candidates p99 ms", "top-10 overlap", "counting ties"], rows)  # fmt: skip
     return text
 
 

@@ -95,3 +95,18 @@ def test_training_target_and_table(tmp_path: Path) -> None:
     assert "1.20x | met" in _target_row(text, "training <= 1.3x")
     assert "| synthetic-1m | 1,000,000 | 1.00 | 1.20 | 2.00x | 1.50x | 3.2 | 300 | 450 |" in text
     assert (tmp_path / "training_scaling.png").is_file()
+
+
+def test_candidate_tables_show_both_overlaps(tmp_path: Path) -> None:
+    """The overlap with the exact page, and the same counting items tied with its 10th as
+    right: on a sparse log, which tied item a page shows is an accident of numbering."""
+    timing = {"p50_ms": 0.25, "p99_ms": 0.5}
+    large = {"items": 55_368, "lists": 235, "probed": 12, "index_build_s": 0.7, "visitors": 300,
+             "cases": {"customer, no session": {"exact": timing, "candidates": timing,
+                                                "top10_overlap": 0.906,
+                                                "top10_overlap_ties": 0.97}}}  # fmt: skip
+    compute = {"items": 3659, "cases": {"anonymous, 5 clicks": timing},
+               "candidates_taobao": large}  # fmt: skip
+    text = _write(tmp_path, {"compute": compute})
+    assert "| top-10 overlap | counting ties |" in text
+    assert "| customer, no session | 0.250 | 0.500 | 0.250 | 0.500 | 0.906 | 0.970 |" in text
