@@ -16,7 +16,6 @@ from collections.abc import Mapping
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.cluster import MiniBatchKMeans
 
 from engine.artifacts import csr_arrays, csr_from_arrays
 from engine.model import ITEM_BY_ITEM, ITEM_COLUMNS, ITEM_ROWS
@@ -32,6 +31,10 @@ def candidate_lists(
     n = item_factors.shape[0]
     if n < params.from_items:
         return {}
+    # Imported here: scikit-learn costs every ``personalize`` command about a second to import,
+    # and only a large catalog's training needs it.
+    from sklearn.cluster import MiniBatchKMeans
+
     lists = max(1, min(n, round(math.sqrt(n))))
     kmeans = MiniBatchKMeans(n_clusters=lists, random_state=seed, n_init=1, batch_size=4096)
     labels = kmeans.fit_predict(item_factors)

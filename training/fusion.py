@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.linear_model import LogisticRegression
 
 from engine.matrix import SECONDS_PER_DAY, Interactions
 from engine.models import FEATURES, RepeatAwareScorer
@@ -115,6 +114,10 @@ def fit_weights(
     Beyond :data:`MAX_VALIDATION_CUSTOMERS` customers a seeded uniform sample of them is used.
     Weights are returned on the raw feature scale, ready for :class:`RepeatAwareScorer`.
     """
+    # Imported here: scikit-learn costs every ``personalize`` command about a second to import
+    # (``--help``, ``serve``), and only training needs it.
+    from sklearn.linear_model import LogisticRegression
+
     rng = np.random.default_rng(params.seed)
     if len(users) > MAX_VALIDATION_CUSTOMERS:
         users = np.sort(rng.choice(users, MAX_VALIDATION_CUSTOMERS, replace=False))
