@@ -148,7 +148,8 @@ def model_arrays(
     segments: Segments,
     params: ModelParams,
 ) -> dict[str, np.ndarray]:
-    """The artifact's arrays (what ``engine.model`` reads), whichever trainer fitted them."""
+    """The artifact's arrays (what ``engine.model`` reads), whichever trainer fitted them; a
+    large catalog's with its candidate lists, its items numbered list by list."""
     item_factors = signals.factors.item_factors
     arrays = {
         **_user_segments(users, segments),
