@@ -122,8 +122,9 @@ def sparse_row_sum(
     passes over it cost a session's request about 150 us).
 
     A few rows of a large catalog (a session's 5 rows of 70 neighbours among 100k items) are
-    summed through a small hash table; more, through catalog-wide scratch arrays, whose
-    zeroing alone cost those few rows 16 of their 28 us at 100k items (now 8 us).
+    summed through a small hash table (8 us at 100k items); more, through catalog-wide scratch
+    arrays, whose zeroing alone would cost those few rows 16 of 28 us. The two loops share
+    their header: one loop for both measured 14 % slower on a customer's dense sum.
     """
     length = 0
     for r in range(rows.shape[0]):

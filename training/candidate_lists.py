@@ -54,8 +54,8 @@ def ordered_by_lists(
     items. The same model: only the positions of the items change.
 
     Scoring a few thousand of 100k items' factors costs about 2.6x less when they lie in runs
-    than when they are scattered over the catalog (p50, ``item_dots`` over 3,000 rows: 71 ->
-    27 us).
+    than when they are scattered over the catalog (``item_dots`` over 3,000 rows, mean of 3,000
+    calls: 71 -> 27 us).
     """
     order = np.asarray(lists["candidate_items"])
     position = np.empty_like(order)

@@ -354,7 +354,7 @@ def _train(args: argparse.Namespace, settings: TrainerSettings) -> int:
         models_dir=settings.models_dir,
         holdout_days=settings.holdout_days,
         k=settings.k,
-        test_customers=settings.test_customers or None,
+        test_customers=settings.test_customer_limit,
         run_evaluation=not args.no_evaluate,
         publish_model=not args.no_publish,
         threads=settings.threads,
@@ -384,7 +384,7 @@ def _retrain(args: argparse.Namespace, settings: TrainerSettings) -> int:
         event_input=_event_input(args, log, settings),
         holdout_days=settings.holdout_days,
         k=settings.k,
-        test_customers=settings.test_customers or None,
+        test_customers=settings.test_customer_limit,
         min_ratio=args.min_ratio,
         threads=settings.threads,
         progress=_progress(settings),
@@ -454,7 +454,7 @@ def _evaluate(args: argparse.Namespace, settings: TrainerSettings) -> int:
         threads=settings.threads,
         progress=_progress(settings),
         device=settings.device,
-        test_customers=settings.test_customers or None,
+        test_customers=settings.test_customer_limit,
     )
     if args.json:
         out = {**evaluation.to_dict(), "data": log.report.to_dict(), "weights": evaluation.weights}

@@ -26,7 +26,7 @@ _USER_BLOCK = 1024  # customers per block: bounds their sparse kNN product and s
 # regression would otherwise grow with the shop (a third of the training time at 1M lines). Down
 # from 4,096: ndcg@10 over seeds 0-3, mean, 0.3771 -> 0.3778 on Online Retail and 0.0510 ->
 # 0.0509 on Complete Journey (seeds alone move it by 0.002), 0.5253 -> 0.5271 on the generated
-# 1.17M-line shop, where the weights' fit took 1.9 -> 0.5 s.
+# 1.17M-line shop, where the weights' fit took 1.9 -> 0.5 s (measured beside another job).
 MAX_VALIDATION_CUSTOMERS = 1024
 
 

@@ -29,3 +29,8 @@ class TrainerSettings(BaseSettings):
         "auto", description="where ALS is fitted: auto uses a CUDA GPU when implicit sees one"
     )
     quiet: bool = Field(False, description="no progress output")
+
+    @property
+    def test_customer_limit(self) -> int | None:
+        """``test_customers`` as the evaluation takes it: None (score all) for 0."""
+        return self.test_customers or None

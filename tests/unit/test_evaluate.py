@@ -15,10 +15,11 @@ from engine.matrix import SECONDS_PER_DAY, InteractionMatrix, Interactions, Purc
 from engine.models import FEATURES, FactorScorer, RepeatAwareScorer
 from engine.scoring import top_k
 from engine.vocab import Vocabulary
-from training.evaluate import HoldoutSplit, score_holdout
+from training.evaluate import MAX_TEST_CUSTOMERS, HoldoutSplit, score_holdout
 from training.fit import WARM_START_ITERATIONS, fit_factors, fit_item_knn, fit_signals
 from training.fusion import _bernoulli_cells, fit_repeat_aware, fit_weights
 from training.params import FactorParams, FusionParams, KnnParams, ModelParams
+from training.settings import TrainerSettings
 
 T0 = 1_700_000_000
 DAY = SECONDS_PER_DAY
@@ -403,3 +404,12 @@ def test_warm_started_als_continues_from_the_given_factors() -> None:
     np.testing.assert_allclose(warm.score(users, 0), cold.score(users, 0), atol=0.05)
     with pytest.raises(ValueError, match="do not fit"):
         fit_factors(matrix, params.model_copy(update={"factors": 3}), warm_start=cold)
+
+
+def test_zero_test_customers_scores_them_all(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--test-customers 0`` (or PERSONALIZE_TEST_CUSTOMERS=0) lifts the cap: None reaches
+    the evaluation, which then samples nobody out."""
+    assert TrainerSettings().test_customer_limit == MAX_TEST_CUSTOMERS
+    assert TrainerSettings(test_customers=300).test_customer_limit == 300
+    monkeypatch.setenv("PERSONALIZE_TEST_CUSTOMERS", "0")
+    assert TrainerSettings().test_customer_limit is None
