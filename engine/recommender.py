@@ -320,7 +320,7 @@ class Recommender:
         allowed = self._available(unavailable)
         allowed[index] = False
         picked = _top(scores, allowed, k)
-        name = self.model.description[index] or item_id
+        name = self.name(index)
         return [self._item(i, float(scores[i]), f"similar to {name}") for i in picked]
 
     def bought_together(
@@ -477,6 +477,12 @@ class Recommender:
             None if math.isnan(price) else price,
         )
 
+    def name(self, index: int) -> str:
+        """What an item is called in a reason: its description, else its id (from the row
+        cache: the items reasons name are a page's, read again on the next)."""
+        item_id, description, _, _ = self._row(index)
+        return description or item_id
+
     def _item(self, index: int, score: float, reason: str) -> Recommended:
         item_id, description, category, price = self._row(index)
         return Recommended(item_id, score, reason, description, category, price)
@@ -538,10 +544,9 @@ class _Explainer:
         if times:
             return bought_reason(times)
         if self._context is not None and self._rec._lift(self._context, item) > 0:
-            name = model.description[self._context] or model.items.ids[self._context]
-            return f"often bought together with {name}"
+            return f"often bought together with {self._rec.name(self._context)}"
         if source >= 0:
-            return f"because you viewed {model.description[source] or model.items.ids[source]}"
+            return f"because you viewed {self._rec.name(source)}"
         if self._row is None:  # nothing known of this visitor but the session
             recent = int(model.scorer.trending[item])
             if recent:
