@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+import numba
 import numpy as np
 import scipy.sparse as sp
 from implicit.nearest_neighbours import bm25_weight
@@ -156,32 +157,14 @@ class PurchaseHistory:
     @classmethod
     def from_interactions(cls, events: Interactions) -> PurchaseHistory:
         shape = (len(events.users), len(events.items))
-        # Sorted by (user, item) key, then time: each run of one key is one entry, its first
-        # event the earliest purchase, its last the latest, its length the count. Events come
-        # sorted by time (as Interactions promises), so a stable sort of the key alone gives
-        # that order: half of a lexsort's cost, kept for events that are not.
-        key = events.user.astype(np.int64) * shape[1] + events.item
-        in_time_order = bool(np.all(events.time[1:] >= events.time[:-1]))
-        order = np.argsort(key, kind="stable") if in_time_order else np.lexsort((events.time, key))
-        key_sorted = key[order]
-        time_sorted = events.time[order].astype(np.float64)
-        first = np.ones(len(key_sorted), dtype=bool)
-        first[1:] = key_sorted[1:] != key_sorted[:-1]
-        starts = np.flatnonzero(first)
-        lengths = np.diff(np.append(starts, len(key_sorted)))
-        rows, cols = np.divmod(key_sorted[starts], shape[1])
-        # Keys come out sorted: the CSR is canonical as built, no conversion or sort needed.
-        indptr = np.zeros(shape[0] + 1, dtype=np.int64)
-        np.cumsum(np.bincount(rows, minlength=shape[0]), out=indptr[1:])
+        indptr, columns, counts, first, last = _history_entries(
+            events.user, events.item, events.time, shape[0], shape[1]
+        )
 
         def matrix(values: np.ndarray) -> sp.csr_matrix:
-            return sp.csr_matrix((values, cols, indptr), shape=shape)
+            return sp.csr_matrix((values, columns, indptr), shape=shape)
 
-        return cls(
-            matrix(lengths.astype(np.float32)),
-            matrix(time_sorted[starts + lengths - 1]),
-            matrix(time_sorted[starts]),
-        )
+        return cls(matrix(counts), matrix(last), matrix(first))
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -211,3 +194,69 @@ class PurchaseHistory:
             self.counts.data[lo:hi], self.last_time.data[lo:hi], self.first_time.data[lo:hi], now
         )
         return self.counts.indices[lo:hi], due
+
+
+@numba.njit(cache=True, nogil=True)
+def _history_entries(
+    user: np.ndarray, item: np.ndarray, time: np.ndarray, n_users: int, n_items: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The purchase history's canonical CSR (indptr, columns, then per entry the number of
+    events, the first and the last time), events in any order.
+
+    The events' items and times are bucketed by user (a counting sort), then each user's are
+    gathered by item in a reused catalog-wide slot row and the user's few entries sorted by
+    column: linear in the events but for those small sorts. A stable argsort of (user, item)
+    keys and numpy passes over them did the same in 1.97 s at 10M events, this in 0.67 s (1M:
+    0.106 -> 0.048 s; second calls in one process, a first call loads the kernel).
+    """
+    n = user.shape[0]
+    starts = np.zeros(n_users + 1, np.int64)
+    for e in range(n):
+        starts[user[e] + 1] += 1
+    for u in range(n_users):
+        starts[u + 1] += starts[u]
+    fill = starts[:-1].copy()
+    items = np.empty(n, item.dtype)
+    times = np.empty(n, np.float64)
+    for e in range(n):
+        p = fill[user[e]]
+        items[p] = item[e]
+        times[p] = time[e]
+        fill[user[e]] = p + 1
+    slot = np.full(n_items, -1, np.int64)
+    indptr = np.zeros(n_users + 1, np.int64)
+    columns = np.empty(n, np.int64)
+    counts = np.empty(n, np.float32)
+    first = np.empty(n, np.float64)
+    last = np.empty(n, np.float64)
+    size = 0
+    for u in range(n_users):
+        begin = size
+        for p in range(starts[u], starts[u + 1]):
+            i = items[p]
+            t = times[p]
+            s = slot[i]
+            if s < 0:
+                slot[i] = size
+                columns[size] = i
+                counts[size] = 1.0
+                first[size] = t
+                last[size] = t
+                size += 1
+            else:
+                counts[s] += 1.0
+                first[s] = min(first[s], t)
+                last[s] = max(last[s], t)
+        if size - begin > 1:
+            order = np.argsort(columns[begin:size]) + begin
+            columns[begin:size] = columns[order]
+            counts[begin:size] = counts[order]
+            first[begin:size] = first[order]
+            last[begin:size] = last[order]
+        for p in range(begin, size):
+            slot[columns[p]] = -1
+        indptr[u + 1] = size
+    return (
+        indptr, columns[:size].copy(), counts[:size].copy(), first[:size].copy(),
+        last[:size].copy(),
+    )  # fmt: skip

@@ -138,8 +138,8 @@ def test_not_due_is_the_rest_of_what_the_user_bought(history: PurchaseHistory, d
 
 
 def test_events_in_time_order_build_the_same_history(history: PurchaseHistory) -> None:
-    """Time-ordered events (what the trainer passes) take the cheaper stable sort of the key;
-    ROWS are out of time order and take the lexsort: both give the same canonical matrices."""
+    """Time-ordered events (what the trainer passes) and ROWS, out of time order, give the
+    same canonical matrices."""
     ordered = _history(sorted(ROWS, key=lambda row: row[2]))
     for name in ("counts", "last_time", "first_time"):
         got, expected = getattr(ordered, name), getattr(history, name)
@@ -150,3 +150,32 @@ def test_events_in_time_order_build_the_same_history(history: PurchaseHistory) -
     np.testing.assert_array_equal(
         ordered.counts.toarray(), [[3, 1, 2, 0], [2, 0, 0, 2], [0, 0, 0, 0]]
     )
+
+
+def test_a_random_log_in_any_order_gives_each_pairs_count_first_and_last_time() -> None:
+    """Many users and items, repeated pairs, equal times, shuffled: every entry is its pair's
+    number of lines and earliest and latest time, each row's columns ascending."""
+    rng = np.random.default_rng(7)
+    n_users, n_items, n = 40, 25, 3000
+    users = Vocabulary([f"u{i}" for i in range(n_users)])
+    items = Vocabulary([f"i{i}" for i in range(n_items)])
+    user = rng.integers(0, n_users - 1, n).astype(np.int32)  # the last user buys nothing
+    item = rng.integers(0, n_items, n).astype(np.int32)
+    when = T0 + rng.integers(0, 50, n).astype(np.int64) * DAY
+    history = PurchaseHistory.from_interactions(
+        Interactions(users, items, user, item, when, np.ones(n, dtype=np.float32))
+    )
+    expected: dict[tuple[int, int], list[int]] = {}
+    for u, i, t in zip(user.tolist(), item.tolist(), when.tolist(), strict=True):
+        entry = expected.setdefault((u, i), [0, t, t])
+        entry[0] += 1
+        entry[1], entry[2] = min(entry[1], t), max(entry[2], t)
+    assert history.counts.nnz == len(expected)
+    for matrix in (history.counts, history.first_time, history.last_time):
+        assert matrix.has_canonical_format
+    counts, first, last = (
+        m.todok() for m in (history.counts, history.first_time, history.last_time)
+    )
+    for (u, i), (lines, earliest, latest) in expected.items():
+        assert (counts[u, i], first[u, i], last[u, i]) == (lines, earliest, latest)
+    assert history.items_of(n_users - 1).size == 0
