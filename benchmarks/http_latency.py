@@ -37,7 +37,10 @@ charged to every request it delays). At saturation a request's latency is mostly
 the others in flight (p99 about concurrency x service time), so it restates capacity; the
 fixed-rate run is the latency a page sees. Reported per case and run: p50, p90 and p99 latency,
 throughput, errors (non-2xx or exceptions), and against the floor of the same method and worker
-count in the same rounds the throughput ratio and the p99 difference; then, for every case run
+count in the same rounds the throughput ratio and the p99 difference; for the capacity run, the
+server's CPU per request (all its processes and threads, in the kernel's 10 ms ticks) and its
+ratio to the floor's in the same rounds, which the load generator's share of the cores and the
+host's drift move less than req/s; then, for every case run
 with 1 and with 2 workers, the two throughputs side by side with the floor's (2 workers / 1
 worker: what a second worker buys when client and server share the cores).
 Client and server share the machine's cores (2 on the reference machine), so the client's own
@@ -69,6 +72,7 @@ from benchmarks.fixtures import large_shop_spec, retail_model, trained_shop, wri
 from benchmarks.loadgen import Case, get, load, paced, pooled, post_json
 from benchmarks.servers import (
     HOST,
+    cpu_seconds,
     engine_server,
     free_port,
     redis_server,
@@ -103,13 +107,20 @@ class Floor:
 
     port: int
     cases: dict[str, Case]  # by HTTP method
+    pid: int
 
 
 def measure(
-    port: int, cases: dict[str, Case], spec: LoadSpec, floor: Floor | None = None
+    port: int,
+    cases: dict[str, Case],
+    spec: LoadSpec,
+    floor: Floor | None = None,
+    pid: int | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Per case: capacity (closed loop, ``concurrency`` in flight), then latency at
-    ``spec.rate`` requests per second (open loop, :func:`benchmarks.loadgen.paced`).
+    ``spec.rate`` requests per second (open loop, :func:`benchmarks.loadgen.paced`). With the
+    server's ``pid`` (and the floor's), the capacity run also reports the server's CPU per
+    request (``server_cpu_us``: its processes' and threads' CPU over the run's parts).
 
     With a ``floor``, each of the two runs takes turns between the case and the floor's case of
     the same method, :data:`ROUNDS` parts each, and the case carries the floor's figures from
@@ -120,29 +131,44 @@ def measure(
     per = max(spec.requests // rounds, 1)
 
     async def in_turns(
-        targets: list[tuple[int, Case]], paced_run: bool, first: int
+        targets: list[tuple[int, Case, int | None]], paced_run: bool, first: int
     ) -> list[dict[str, Any]]:
         parts: list[list[dict[str, Any]]] = [[] for _ in targets]
         latencies: list[list[float]] = [[] for _ in targets]
+        # The server's CPU over the capacity run's parts (None: not tracked, or no /proc).
+        cpu: list[float | None] = [
+            None if server is None or paced_run else 0.0 for *_, server in targets
+        ]
         deadline = time.monotonic() + spec.max_seconds * len(targets)
         for r in range(rounds):
-            for (target, case), done, times in zip(targets, parts, latencies, strict=True):
+            for t, ((target, case, server), done, times) in enumerate(
+                zip(targets, parts, latencies, strict=True)
+            ):
                 start = first + r * per  # request numbers never repeat across runs and rounds
                 if paced_run:
                     done.append(await paced(HOST, target, case, per, spec.rate, spec.concurrency,
                                             deadline, start, latencies=times))  # fmt: skip
-                else:
-                    done.append(await load(HOST, target, case, per, spec.concurrency, deadline,
-                                           start, latencies=times))  # fmt: skip
-        return [pooled(done, times) for done, times in zip(parts, latencies, strict=True)]
+                    continue
+                before = None if cpu[t] is None or server is None else cpu_seconds(server)
+                done.append(await load(HOST, target, case, per, spec.concurrency, deadline,
+                                       start, latencies=times))  # fmt: skip
+                after = None if before is None or server is None else cpu_seconds(server)
+                spent = cpu[t]
+                if spent is not None:
+                    cpu[t] = None if before is None or after is None else spent + after - before
+        results = [pooled(done, times) for done, times in zip(parts, latencies, strict=True)]
+        for result, spent in zip(results, cpu, strict=True):
+            if spent is not None and result["requests"]:
+                result["server_cpu_us"] = spent / result["requests"] * 1e6
+        return results
 
     async def all_cases() -> dict[str, dict[str, Any]]:
         results = {}
         for name, case in cases.items():
-            targets = [(port, case)]
+            targets: list[tuple[int, Case, int | None]] = [(port, case, pid)]
             if floor is not None:
-                targets.append((floor.port, floor.cases[name.split()[0]]))
-            for target, target_case in targets:
+                targets.append((floor.port, floor.cases[name.split()[0]], floor.pid))
+            for target, target_case, _ in targets:
                 deadline = time.monotonic() + spec.max_seconds
                 await load(HOST, target, target_case, spec.warmup, spec.concurrency, deadline,
                            spec.requests)  # fmt: skip
@@ -213,6 +239,8 @@ def compare(rows: list[dict[str, Any]]) -> None:
         floor = row.get("floor_same_rounds") or floors.get((row["method"], row["workers"]))
         if row["server"] != "floor" and floor is not None:
             row["throughput_vs_floor"] = row["throughput_rps"] / floor["throughput_rps"]
+            if "server_cpu_us" in row and "server_cpu_us" in floor:
+                row["server_cpu_vs_floor"] = row["server_cpu_us"] / floor["server_cpu_us"]
             row["p99_minus_floor_ms"] = row["p99_ms"] - floor["p99_ms"]
             if "paced" in row and "paced" in floor:
                 paced, floor_paced = row["paced"], floor["paced"]
@@ -260,20 +288,21 @@ def run(
         floors: dict[int, Floor] = {}
         for workers in (1, 2):
             port = free_port()
-            servers.enter_context(uvicorn_server(port, work / f"floor-{workers}.log", workers))
+            log = work / f"floor-{workers}.log"
+            pid = servers.enter_context(uvicorn_server(port, log, workers)).pid
             cases = floor_cases()
-            add("floor", workers, 0, measure(port, cases, spec))
-            floors[workers] = Floor(port, {name.split()[0]: c for name, c in cases.items()})
+            add("floor", workers, 0, measure(port, cases, spec, pid=pid))
+            floors[workers] = Floor(port, {name.split()[0]: c for name, c in cases.items()}, pid)
 
         def engine(server: str, served: Path, redis_url: str | None, workers: int) -> None:
             port = free_port()
             log = work / f"{server}-{workers}.log"
-            with engine_server(served, port, log, redis_url, workers):
+            with engine_server(served, port, log, redis_url, workers) as process:
                 served_model = load_model(served, verify=False)
                 customers = np.random.default_rng(0).permutation(served_model.users.ids)
                 cases = engine_cases(port, [str(c) for c in customers], spec)
                 add(server, workers, len(served_model.items),
-                    measure(port, cases, spec, floors[workers]))  # fmt: skip
+                    measure(port, cases, spec, floors[workers], process.pid))  # fmt: skip
 
         engine("memory", models, None, 1)
         skipped = None
@@ -316,16 +345,19 @@ def print_table(result: dict[str, Any]) -> None:
           "and server")  # fmt: skip
     print(f"{'server':<18} {'w':>1} {'case':<30} {'n':>5} {'p50 ms':>7} {'p90 ms':>7} "
           f"{'p99 ms':>7} {'req/s':>7} {'errors':>6} {'x floor':>7} {'p99 +ms':>7} "
+          f"{'cpu us':>6} {'x':>5} "
           f"| at {load_['rate']:.0f}/s: {'p50 ms':>7} {'p99 ms':>7} {'p99 +ms':>7}")  # fmt: skip
     for row in result["cases"]:
         ratio = f"{row['throughput_vs_floor']:7.2f}" if "throughput_vs_floor" in row else " " * 7
         extra = f"{row['p99_minus_floor_ms']:+7.2f}" if "p99_minus_floor_ms" in row else " " * 7
+        cpu = f"{row['server_cpu_us']:6.0f}" if "server_cpu_us" in row else " " * 6
+        cpu += f" {row['server_cpu_vs_floor']:5.2f}" if "server_cpu_vs_floor" in row else " " * 6
         at = row.get("paced", {})
         at_extra = f"{at['p99_minus_floor_ms']:+7.2f}" if "p99_minus_floor_ms" in at else ""
         at_text = f"{at['p50_ms']:7.2f} {at['p99_ms']:7.2f} {at_extra}" if at else ""
         print(f"{row['server']:<18} {row['workers']:>1} {row['case']:<30} {row['requests']:>5} "
               f"{row['p50_ms']:7.2f} {row['p90_ms']:7.2f} {row['p99_ms']:7.2f} "
-              f"{row['throughput_rps']:7.0f} {row['errors']:>6} {ratio} {extra} "
+              f"{row['throughput_rps']:7.0f} {row['errors']:>6} {ratio} {extra} {cpu} "
               f"| {' ' * 12}{at_text}")  # fmt: skip
         if row["errors"]:
             print(f"        errors: {row['error_kinds']}")

@@ -58,6 +58,16 @@ def test_a_run_taking_turns_with_its_floor_is_judged_on_its_median_round(tmp_pat
     assert "| 140 | 0.70 |" in text and "| 8.00 | 2.20 |" in text
 
 
+def test_the_http_table_shows_the_servers_cpu_per_request(tmp_path: Path) -> None:
+    row = _http_row("GET", 1, 0.4, 2.0, 0.5)
+    row.update(server_cpu_us=1290.4, server_cpu_vs_floor=2.58)
+    bare = _http_row("GET", 1, 0.5, 1.0, 0.5)  # measured where /proc was not there
+    text = _write(tmp_path, {"http": {"load": {"rate": 400.0}, "cases": [row, bare]}})
+    assert "| server CPU µs/request | CPU x floor |" in text
+    assert "| 0.40 | 1,290 | 2.58 |" in text
+    assert "| 0.50 |  |  |" in text
+
+
 def test_a_failed_section_is_reported_not_dropped(tmp_path: Path) -> None:
     text = _write(tmp_path, {"replay": {"error": "RuntimeError: boom", "seconds": 1.0}})
     assert "## replay" in text and "**failed**: `RuntimeError: boom`" in text
