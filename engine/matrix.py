@@ -99,12 +99,13 @@ class InteractionMatrix:
         *,
         as_of: int | None = None,
         half_life_days: float = HALF_LIFE_DAYS,
+        counts: sp.csr_matrix | None = None,
     ) -> InteractionMatrix:
-        return cls(
-            events.users,
-            events.items,
-            weigh(events, weighting, as_of=as_of, half_life_days=half_life_days),
+        """``counts``: see :func:`weigh`."""
+        weights = weigh(
+            events, weighting, as_of=as_of, half_life_days=half_life_days, counts=counts
         )
+        return cls(events.users, events.items, weights)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -117,8 +118,14 @@ def weigh(
     *,
     as_of: int | None = None,
     half_life_days: float = HALF_LIFE_DAYS,
+    counts: sp.csr_matrix | None = None,
 ) -> sp.csr_matrix:
-    """Sum events into a users x items confidence matrix under one weighting scheme."""
+    """Sum events into a users x items confidence matrix under one weighting scheme.
+
+    ``counts``: the events' lines per (user, item), canonical, when already built (a purchase
+    history's ``counts``): the count-based schemes start from a copy of it instead of summing
+    the events again (BM25 at 10M lines: 0.52 -> 0.17 s a fit, two fits a training).
+    """
     shape = (len(events.users), len(events.items))
     if weighting is Weighting.LOG_QUANTITY:
         units = _sum(events, events.quantity.astype(np.float32), shape)
@@ -128,7 +135,10 @@ def weigh(
         ref = int(events.time.max()) if as_of is None and len(events) else as_of or 0
         age_days = (ref - events.time) / SECONDS_PER_DAY
         return _sum(events, np.exp2(-age_days / half_life_days).astype(np.float32), shape)
-    counts = _sum(events, np.ones(len(events), dtype=np.float32), shape)
+    if counts is None:
+        counts = _sum(events, np.ones(len(events), dtype=np.float32), shape)
+    else:
+        counts = counts.astype(np.float32)  # a copy: the schemes below change it in place
     if weighting is Weighting.BINARY:
         counts.data[:] = 1.0
     elif weighting is Weighting.BM25:

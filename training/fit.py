@@ -72,7 +72,9 @@ def fit_signals(
     popularity = _distinct_customers(history.counts)
     trend_start = as_of - params.fusion.trend_days * SECONDS_PER_DAY
     trending = _distinct_customers(weigh(events.between(trend_start, as_of), Weighting.COUNT))
-    matrix = InteractionMatrix.from_interactions(events, params.factors.weighting, as_of=as_of)
+    matrix = InteractionMatrix.from_interactions(
+        events, params.factors.weighting, as_of=as_of, counts=history.counts
+    )
     scale = float(np.median(matrix.user_items.data)) if matrix.user_items.nnz else 1.0
     extra = similarity_input = None
     if feedback is not None:

@@ -147,6 +147,23 @@ def test_count_sums_purchase_lines(small: Interactions) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    "weighting", [Weighting.COUNT, Weighting.BINARY, Weighting.BM25, Weighting.LOG_QUANTITY]
+)
+def test_a_historys_counts_give_the_same_matrix_and_stay_as_they_were(
+    small: Interactions, weighting: Weighting
+) -> None:
+    """The trainer hands its purchase history's counts to weigh (no second sum of the events):
+    the same weights, and the history's own counts untouched."""
+    history = PurchaseHistory.from_interactions(small)
+    before = history.counts.copy()
+    given = weigh(small, weighting, counts=history.counts)
+    summed = weigh(small, weighting)
+    assert given.has_canonical_format and given.dtype == summed.dtype
+    np.testing.assert_array_equal(given.toarray(), summed.toarray())
+    np.testing.assert_array_equal(history.counts.toarray(), before.toarray())
+
+
 def test_binary_is_one_per_bought_pair(small: Interactions) -> None:
     np.testing.assert_array_equal(
         _dense(weigh(small, Weighting.BINARY)),
