@@ -52,6 +52,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import platform
 import shutil
@@ -135,10 +136,7 @@ def measure(
     ) -> list[dict[str, Any]]:
         parts: list[list[dict[str, Any]]] = [[] for _ in targets]
         latencies: list[list[float]] = [[] for _ in targets]
-        # The server's CPU over the capacity run's parts (None: not tracked, or no /proc).
-        cpu: list[float | None] = [
-            None if server is None or paced_run else 0.0 for *_, server in targets
-        ]
+        spent = [0.0] * len(targets)  # each server's CPU seconds over the capacity run's parts
         deadline = time.monotonic() + spec.max_seconds * len(targets)
         for r in range(rounds):
             for t, ((target, case, server), done, times) in enumerate(
@@ -149,17 +147,14 @@ def measure(
                     done.append(await paced(HOST, target, case, per, spec.rate, spec.concurrency,
                                             deadline, start, latencies=times))  # fmt: skip
                     continue
-                before = None if cpu[t] is None or server is None else cpu_seconds(server)
+                before = math.nan if server is None else cpu_seconds(server)
                 done.append(await load(HOST, target, case, per, spec.concurrency, deadline,
                                        start, latencies=times))  # fmt: skip
-                after = None if before is None or server is None else cpu_seconds(server)
-                spent = cpu[t]
-                if spent is not None:
-                    cpu[t] = None if before is None or after is None else spent + after - before
+                spent[t] += (math.nan if server is None else cpu_seconds(server)) - before
         results = [pooled(done, times) for done, times in zip(parts, latencies, strict=True)]
-        for result, spent in zip(results, cpu, strict=True):
-            if spent is not None and result["requests"]:
-                result["server_cpu_us"] = spent / result["requests"] * 1e6
+        for result, seconds in zip(results, spent, strict=True):
+            if not paced_run and math.isfinite(seconds) and result["requests"]:
+                result["server_cpu_us"] = seconds / result["requests"] * 1e6
         return results
 
     async def all_cases() -> dict[str, dict[str, Any]]:

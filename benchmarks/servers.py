@@ -6,6 +6,7 @@ Every server binds 127.0.0.1 on a free port chosen here; nothing is sent anywher
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
 import socket
@@ -23,15 +24,15 @@ HOST = "127.0.0.1"  # loopback only
 START_TIMEOUT_SECONDS = 60.0
 
 
-def cpu_seconds(pid: int) -> float | None:
+def cpu_seconds(pid: int) -> float:
     """CPU time so far of a process (all its threads, ended ones too) and of its descendants (a
-    server's workers), in the kernel's clock ticks (10 ms); None where there is no Linux /proc.
+    server's workers), in the kernel's clock ticks (10 ms); NaN where there is no Linux /proc.
 
     Read before and after a load, it gives the server's CPU per request: on a host whose speed
     drifts, and whose cores the load generator shares, a steadier figure than req/s.
     """
     if not Path("/proc/self/stat").is_file():
-        return None
+        return math.nan
     ticks: dict[int, int] = {}
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
