@@ -14,6 +14,7 @@ section that fails is recorded with its error and makes the exit status 1; the o
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -99,6 +100,7 @@ def machine() -> dict[str, Any]:
         "node": platform.node(),
         "cpus": os.cpu_count(),
         "processor": platform.processor() or platform.machine(),
+        "cpu": cpu_description(),
         "python": platform.python_version(),
         "blas": [
             f"{i['internal_api']} {i.get('version')} ({i.get('architecture')})"
@@ -106,6 +108,36 @@ def machine() -> dict[str, Any]:
             if i["user_api"] == "blas"
         ],
     }
+
+
+def cpu_description() -> str:
+    """The CPU's model name, widest vector extension and L2 cache, from Linux's /proc and /sys
+    ('' elsewhere): one commit measured 2x apart on hosts that differ in these (OpenBLAS saw
+    Haswell one day, SkylakeX the next), so a report names them."""
+    parts = []
+    with contextlib.suppress(OSError):
+        info = Path("/proc/cpuinfo").read_text()
+        fields = dict(
+            (key.strip(), value.strip())
+            for key, _, value in (line.partition(":") for line in info.splitlines())
+            if value
+        )
+        parts.append(fields.get("model name", ""))
+        flags = set(fields.get("flags", "").split())
+        parts.append(next((name for flag, name in _VECTOR_EXTENSIONS if flag in flags), ""))
+    with contextlib.suppress(OSError):
+        size = Path("/sys/devices/system/cpu/cpu0/cache/index2/size").read_text().strip()
+        parts.append(f"L2 {size}")
+    return ", ".join(part for part in parts if part)
+
+
+# Widest first: (the /proc/cpuinfo flag, how a report names it).
+_VECTOR_EXTENSIONS = (
+    ("avx512f", "AVX-512"),
+    ("avx2", "AVX2"),
+    ("avx", "AVX"),
+    ("sse4_2", "SSE4.2"),
+)
 
 
 def main() -> int:

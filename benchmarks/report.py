@@ -47,7 +47,8 @@ def _header(results: dict[str, Any]) -> str:
     mode = "quick" if results["quick"] else "full"
     return (
         f"# Benchmark report ({mode} run, {results['started']})\n\n"
-        f"Machine: {m['node']}, {m['cpus']} cpus ({m['processor']}), Python {m['python']}, "
+        f"Machine: {m['node']}, {m['cpus']} cpus ({m['processor']}"
+        f"{', ' + m['cpu'] if m.get('cpu') else ''}), Python {m['python']}, "
         f"BLAS {', '.join(m['blas']) or 'unknown'}. Client and server share the cores; compare "
         "the ratios against the floors measured in the same run.\n"
     )

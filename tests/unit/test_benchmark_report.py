@@ -120,3 +120,11 @@ def test_candidate_tables_show_both_overlaps(tmp_path: Path) -> None:
     text = _write(tmp_path, {"compute": compute})
     assert "| top-10 overlap | counting ties |" in text
     assert "| customer, no session | 0.250 | 0.500 | 0.250 | 0.500 | 0.906 | 0.970 |" in text
+
+
+def test_the_header_names_the_cpu_when_it_is_known(tmp_path: Path) -> None:
+    """One commit measured 2x apart on hosts with other CPUs: the report says which it ran on."""
+    machine = {**MACHINE, "cpu": "Some Xeon, AVX-512, L2 2048K"}
+    report.write({"started": "t", "quick": True, "machine": machine, "sections": {}}, tmp_path)
+    assert "2 cpus (x86_64, Some Xeon, AVX-512, L2 2048K)" in (tmp_path / "report.md").read_text()
+    assert "2 cpus (x86_64), Python" in _write(tmp_path, {})  # older results: no CPU field
