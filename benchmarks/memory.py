@@ -19,10 +19,10 @@
   private pages) and the ``item_factors.npy`` / ``user_factors.npy`` mappings in
   ``/proc/<pid>/smaps``: Pss about Rss / 2 with two workers means the mapped pages are shared,
   not copied. Workers are the processes that map the factors: the ``serve`` process itself with
-  one worker, else its descendants (``/proc/<pid>/task/*/children``). The scaling summary says
-  what each worker past the first costs: its private pages (anonymous memory: the interpreter,
-  the libraries' heaps and what the model builds per process, such as the id -> row maps and
-  the item rows) against the model's size on disk, which the workers share.
+  one worker, else its descendants (:func:`benchmarks.servers.descendants`). The scaling summary
+  says what each worker past the first costs: its private pages (anonymous memory: the
+  interpreter, the libraries' heaps and what the model builds per process, such as the id -> row
+  maps and the item rows) against the model's size on disk, which the workers share.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ from benchmarks.fixtures import (
 )
 from benchmarks.servers import (
     HOST,
+    descendants,
     engine_server,
     free_port,
     redis_server,
@@ -230,13 +231,6 @@ def factor_mappings(pid: int) -> dict[str, dict[str, int]]:
                     entry = result.setdefault(current, {})
                     entry[key] = entry.get(key, 0) + value
     return result
-
-
-def descendants(pid: int) -> list[int]:
-    children: list[int] = []
-    for path in Path(f"/proc/{pid}/task").glob("*/children"):
-        children += [int(c) for c in path.read_text().split()]
-    return children + [d for c in children for d in descendants(c)]
 
 
 def serve_master(port: int) -> int:

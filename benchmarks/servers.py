@@ -24,6 +24,12 @@ HOST = "127.0.0.1"  # loopback only
 START_TIMEOUT_SECONDS = 60.0
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (a server's workers and theirs), from one read of Linux's
+    /proc; a process that exits meanwhile is left out."""
+    return _below(pid, _processes())
+
+
 def cpu_seconds(pid: int) -> float:
     """CPU time so far of a process (all its threads, ended ones too) and of its descendants (a
     server's workers), in the kernel's clock ticks (10 ms); NaN where there is no Linux /proc.
@@ -33,21 +39,32 @@ def cpu_seconds(pid: int) -> float:
     """
     if not Path("/proc/self/stat").is_file():
         return math.nan
-    ticks: dict[int, int] = {}
-    children: dict[int, list[int]] = {}
+    table = _processes()
+    ticks = sum(table[p][1] for p in [pid, *_below(pid, table)] if p in table)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _processes() -> dict[int, tuple[int, int]]:
+    """Each process's parent and CPU ticks (user + system), from /proc/<pid>/stat."""
+    table = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError, IndexError, ValueError):  # exited while read
             fields = stat.read_text().rsplit(")", 1)[1].split()
-            process = int(stat.parent.name)
-            children.setdefault(int(fields[1]), []).append(process)
-            ticks[process] = int(fields[11]) + int(fields[12])  # utime, stime
-    total = 0
-    todo = [pid]
+            table[int(stat.parent.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+    return table
+
+
+def _below(pid: int, table: dict[int, tuple[int, int]]) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for process, (parent, _) in table.items():
+        children.setdefault(parent, []).append(process)
+    out: list[int] = []
+    todo = list(children.get(pid, []))
     while todo:
         process = todo.pop()
+        out.append(process)
         todo += children.get(process, [])
-        total += ticks.get(process, 0)
-    return total / os.sysconf("SC_CLK_TCK")
+    return out
 
 
 def free_port() -> int:

@@ -28,8 +28,7 @@ from test_faults import AUTH, KEY, WATCH_SECONDS, damaged_copy, point_current, r
 from api.cli import METRICS_DIR_VARIABLE, plan, run
 from api.metrics import ApiMetrics
 from benchmarks import loadgen
-from benchmarks.memory import descendants
-from benchmarks.servers import HOST, engine_server, free_port
+from benchmarks.servers import HOST, descendants, engine_server, free_port
 from engine.artifacts import list_versions, publish
 
 pytestmark = pytest.mark.faults
