@@ -110,6 +110,15 @@ def machine() -> dict[str, Any]:
     }
 
 
+# Widest first: (the /proc/cpuinfo flag, how a report names it).
+_VECTOR_EXTENSIONS = (
+    ("avx512f", "AVX-512"),
+    ("avx2", "AVX2"),
+    ("avx", "AVX"),
+    ("sse4_2", "SSE4.2"),
+)
+
+
 def cpu_description() -> str:
     """The CPU's model name, widest vector extension and L2 cache, from Linux's /proc and /sys
     ('' elsewhere): one commit measured 2x apart on hosts that differ in these (OpenBLAS saw
@@ -129,15 +138,6 @@ def cpu_description() -> str:
         size = Path("/sys/devices/system/cpu/cpu0/cache/index2/size").read_text().strip()
         parts.append(f"L2 {size}")
     return ", ".join(part for part in parts if part)
-
-
-# Widest first: (the /proc/cpuinfo flag, how a report names it).
-_VECTOR_EXTENSIONS = (
-    ("avx512f", "AVX-512"),
-    ("avx2", "AVX2"),
-    ("avx", "AVX"),
-    ("sse4_2", "SSE4.2"),
-)
 
 
 def main() -> int:

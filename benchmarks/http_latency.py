@@ -112,16 +112,12 @@ class Floor:
 
 
 def measure(
-    port: int,
-    cases: dict[str, Case],
-    spec: LoadSpec,
-    floor: Floor | None = None,
-    pid: int | None = None,
+    port: int, pid: int, cases: dict[str, Case], spec: LoadSpec, floor: Floor | None = None
 ) -> dict[str, dict[str, Any]]:
     """Per case: capacity (closed loop, ``concurrency`` in flight), then latency at
-    ``spec.rate`` requests per second (open loop, :func:`benchmarks.loadgen.paced`). With the
-    server's ``pid`` (and the floor's), the capacity run also reports the server's CPU per
-    request (``server_cpu_us``: its processes' and threads' CPU over the run's parts).
+    ``spec.rate`` requests per second (open loop, :func:`benchmarks.loadgen.paced`). The
+    capacity run also reports the server's CPU per request (``server_cpu_us``: the processes and
+    threads of ``pid`` and its descendants over the run's parts; none without Linux's /proc).
 
     With a ``floor``, each of the two runs takes turns between the case and the floor's case of
     the same method, :data:`ROUNDS` parts each, and the case carries the floor's figures from
@@ -132,7 +128,7 @@ def measure(
     per = max(spec.requests // rounds, 1)
 
     async def in_turns(
-        targets: list[tuple[int, Case, int | None]], paced_run: bool, first: int
+        targets: list[tuple[int, Case, int]], paced_run: bool, first: int
     ) -> list[dict[str, Any]]:
         parts: list[list[dict[str, Any]]] = [[] for _ in targets]
         latencies: list[list[float]] = [[] for _ in targets]
@@ -147,10 +143,10 @@ def measure(
                     done.append(await paced(HOST, target, case, per, spec.rate, spec.concurrency,
                                             deadline, start, latencies=times))  # fmt: skip
                     continue
-                before = math.nan if server is None else cpu_seconds(server)
+                before = cpu_seconds(server)
                 done.append(await load(HOST, target, case, per, spec.concurrency, deadline,
                                        start, latencies=times))  # fmt: skip
-                spent[t] += (math.nan if server is None else cpu_seconds(server)) - before
+                spent[t] += cpu_seconds(server) - before  # NaN without /proc
         results = [pooled(done, times) for done, times in zip(parts, latencies, strict=True)]
         for result, seconds in zip(results, spent, strict=True):
             if not paced_run and math.isfinite(seconds) and result["requests"]:
@@ -160,7 +156,7 @@ def measure(
     async def all_cases() -> dict[str, dict[str, Any]]:
         results = {}
         for name, case in cases.items():
-            targets: list[tuple[int, Case, int | None]] = [(port, case, pid)]
+            targets = [(port, case, pid)]
             if floor is not None:
                 targets.append((floor.port, floor.cases[name.split()[0]], floor.pid))
             for target, target_case, _ in targets:
@@ -286,7 +282,7 @@ def run(
             log = work / f"floor-{workers}.log"
             pid = servers.enter_context(uvicorn_server(port, log, workers)).pid
             cases = floor_cases()
-            add("floor", workers, 0, measure(port, cases, spec, pid=pid))
+            add("floor", workers, 0, measure(port, pid, cases, spec))
             floors[workers] = Floor(port, {name.split()[0]: c for name, c in cases.items()}, pid)
 
         def engine(server: str, served: Path, redis_url: str | None, workers: int) -> None:
@@ -297,7 +293,7 @@ def run(
                 customers = np.random.default_rng(0).permutation(served_model.users.ids)
                 cases = engine_cases(port, [str(c) for c in customers], spec)
                 add(server, workers, len(served_model.items),
-                    measure(port, cases, spec, floors[workers], process.pid))  # fmt: skip
+                    measure(port, process.pid, cases, spec, floors[workers]))  # fmt: skip
 
         engine("memory", models, None, 1)
         skipped = None
