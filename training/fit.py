@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,24 +50,46 @@ class Signals:
         )
 
 
-def fit_signals(
+@dataclass(frozen=True)
+class CountedSignals:
+    """What one stretch of history gives before any fit: the purchase history, popularity,
+    trending, and the inputs of the factor and kNN fits. Only the factor fit can depend on
+    another fit (its warm start), so the rest can run beside it."""
+
+    as_of: int
+    history: PurchaseHistory
+    popularity: np.ndarray
+    trending: np.ndarray
+    matrix: InteractionMatrix  # the users' weighted purchases and feedback: the factors' input
+    extra_rows: sp.csr_matrix | None  # anonymous visitors' feedback rows (item factors only)
+    similarity_input: sp.csr_matrix | None  # the kNN's input, when more than the purchases
+    confidence_scale: float
+
+    def item_knn(self, params: KnnParams, threads: int = 0) -> ItemKnnScorer:
+        purchases = InteractionMatrix(self.matrix.users, self.matrix.items, self.history.counts)
+        return fit_item_knn(
+            purchases, params, threads=threads, similarity_input=self.similarity_input
+        )
+
+    def signals(self, factors: FactorScorer, knn: ItemKnnScorer) -> Signals:
+        return Signals(
+            self.as_of, self.history, self.popularity, self.trending, factors, knn,
+            self.confidence_scale,
+        )  # fmt: skip
+
+
+def count_signals(
     events: Interactions,
     params: ModelParams,
     *,
     as_of: int,
-    threads: int = 0,
-    progress: bool = False,
-    warm_start: FactorScorer | None = None,
     feedback: Feedback | None = None,
-    device: Device = "auto",
-) -> Signals:
-    """Fit every signal on ``events`` (which must all precede ``as_of``).
+) -> CountedSignals:
+    """The counts of ``events`` (which must all precede ``as_of``) and the fits' inputs.
 
-    ``warm_start``: factors fitted on a prefix of the same log (same vocabularies) to start ALS
-    from; see :func:`fit_factors`. ``feedback``: weighted events (clicks, carts, views) whose
-    part before ``as_of`` joins the factor and similarity inputs, never the purchase history.
-    A feedback weight w adds w times a typical purchase's confidence, the unit the session
-    fold-in uses online.
+    ``feedback``: weighted events (clicks, carts, views) whose part before ``as_of`` joins the
+    factor and similarity inputs, never the purchase history. A feedback weight w adds w times a
+    typical purchase's confidence, the unit the session fold-in uses online.
     """
     history = PurchaseHistory.from_interactions(events)
     popularity = _distinct_customers(history.counts)
@@ -82,23 +105,49 @@ def fit_signals(
         own, extra = weighted[: feedback.n_users], weighted[feedback.n_users :] * scale
         matrix = InteractionMatrix(events.users, events.items, matrix.user_items + own * scale)
         similarity_input = sp.vstack([history.counts, sp.csr_matrix(extra.shape)]) + weighted
+    return CountedSignals(
+        as_of, history, popularity, trending, matrix, extra, similarity_input, scale
+    )
+
+
+def fit_signals(
+    events: Interactions,
+    params: ModelParams,
+    *,
+    as_of: int,
+    threads: int = 0,
+    progress: bool = False,
+    warm_start: FactorScorer | None = None,
+    feedback: Feedback | None = None,
+    device: Device = "auto",
+    counted: CountedSignals | None = None,
+    pool: Executor | None = None,
+) -> Signals:
+    """Fit every signal on ``events`` (which must all precede ``as_of``).
+
+    ``warm_start``: factors fitted on a prefix of the same log (same vocabularies) to start ALS
+    from; see :func:`fit_factors`. ``feedback``: see :func:`count_signals`. ``counted``: what
+    :func:`count_signals` already gave for these events. ``pool``: where the kNN is fitted,
+    beside the factors (ALS leaves part of the cores idle), instead of before them.
+    """
+    if counted is None:
+        counted = count_signals(events, params, as_of=as_of, feedback=feedback)
+    elif counted.as_of != as_of:
+        raise ValueError("the counted signals are of another moment than the fit's")
+    knn = None if pool is None else pool.submit(counted.item_knn, params.knn, threads)
     factors = fit_factors(
-        matrix,
+        counted.matrix,
         params.factors,
         seed=params.seed,
         threads=threads,
         progress=progress,
         warm_start=warm_start,
-        extra_rows=extra,
+        extra_rows=counted.extra_rows,
         device=device,
     )
-    knn = fit_item_knn(
-        InteractionMatrix(events.users, events.items, history.counts),
-        params.knn,
-        threads=threads,
-        similarity_input=similarity_input,
+    return counted.signals(
+        factors, counted.item_knn(params.knn, threads) if knn is None else knn.result()
     )
-    return Signals(as_of, history, popularity, trending, factors, knn, scale)
 
 
 def fit_factors(

@@ -7,6 +7,8 @@ purchases inside it. The test period never takes part, so evaluation stays hones
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -14,7 +16,7 @@ from engine.matrix import SECONDS_PER_DAY, Interactions
 from engine.models import FEATURES, RepeatAwareScorer
 from training.device import Device
 from training.events.feedback import Feedback
-from training.fit import WARM_START_ITERATIONS, Signals, fit_signals
+from training.fit import WARM_START_ITERATIONS, Signals, count_signals, fit_signals
 from training.params import ModelParams
 
 # The signals behind the weights are fitted on what precedes the validation window: it must be
@@ -59,26 +61,35 @@ def fit_repeat_aware(
             f"no customer bought both before and within the last {params.fusion.validation_days} "
             "days of the training data: the log is too short to fit the repeat-aware weights"
         )
-    validation = fit_signals(
-        earlier,
-        _validation_params(params),
-        as_of=start,
-        threads=threads,
-        progress=progress,
-        feedback=feedback,
-        device=device,
-    )
-    weights = fit_weights(validation.scorer(), users, _bought(window), as_of=start, params=params)
-    final = fit_signals(
-        events,
-        params,
-        as_of=as_of,
-        threads=threads,
-        progress=progress,
-        warm_start=validation.factors,
-        feedback=feedback,
-        device=device,
-    )
+    # Beside the validation fit's ALS, which leaves part of the cores idle: the final fit's
+    # counts (they wait on nothing) and both fits' kNN.
+    with ThreadPoolExecutor(1, thread_name_prefix="signals") as pool:
+        counted = pool.submit(count_signals, events, params, as_of=as_of, feedback=feedback)
+        validation = fit_signals(
+            earlier,
+            _validation_params(params),
+            as_of=start,
+            threads=threads,
+            progress=progress,
+            feedback=feedback,
+            device=device,
+            pool=pool,
+        )
+        weights = fit_weights(
+            validation.scorer(), users, _bought(window), as_of=start, params=params
+        )
+        final = fit_signals(
+            events,
+            params,
+            as_of=as_of,
+            threads=threads,
+            progress=progress,
+            warm_start=validation.factors,
+            feedback=feedback,
+            device=device,
+            counted=counted.result(),
+            pool=pool,
+        )
     return final, weights
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -16,7 +17,13 @@ from engine.models import FEATURES, FactorScorer, RepeatAwareScorer
 from engine.scoring import top_k
 from engine.vocab import Vocabulary
 from training.evaluate import MAX_TEST_CUSTOMERS, HoldoutSplit, score_holdout
-from training.fit import WARM_START_ITERATIONS, fit_factors, fit_item_knn, fit_signals
+from training.fit import (
+    WARM_START_ITERATIONS,
+    count_signals,
+    fit_factors,
+    fit_item_knn,
+    fit_signals,
+)
 from training.fusion import _bernoulli_cells, fit_repeat_aware, fit_weights
 from training.params import FactorParams, FusionParams, KnnParams, ModelParams
 from training.settings import TrainerSettings
@@ -364,6 +371,42 @@ def test_validation_and_final_fits_share_the_models_als_sweeps(
     assert sweeps[0] == max(1, iterations - WARM_START_ITERATIONS)
     assert sweeps[1] == min(iterations, WARM_START_ITERATIONS)
     assert sum(sweeps) == max(iterations, 1 + min(iterations, WARM_START_ITERATIONS))
+
+
+def test_signals_fitted_beside_other_work_are_the_signals_fitted_in_turn() -> None:
+    # Training counts the final fit's signals and fits the kNN on a background thread while ALS
+    # runs: every array must be what the plain, one-step-after-another fit gives.
+    rng = np.random.default_rng(8)
+    rows = [(u, int(i), float(d)) for u in range(30) for i, d in zip(
+        rng.integers(0, 20, 8), rng.uniform(0, 60, 8), strict=True
+    )]  # fmt: skip
+    events = _events(30, 20, rows)
+    params = ModelParams(factors=FactorParams(factors=4, iterations=3), seed=2)
+    as_of = T0 + 61 * DAY
+    plain = fit_signals(events, params, as_of=as_of, threads=1)
+    with ThreadPoolExecutor(1) as pool:
+        counted = pool.submit(count_signals, events, params, as_of=as_of)
+        beside = fit_signals(
+            events, params, as_of=as_of, threads=1, counted=counted.result(), pool=pool
+        )
+    for a, b in [
+        (plain.factors.item_factors, beside.factors.item_factors),
+        (plain.factors.user_factors, beside.factors.user_factors),
+        (plain.popularity, beside.popularity),
+        (plain.trending, beside.trending),
+    ]:
+        np.testing.assert_array_equal(a, b)
+    assert (plain.knn.similarity != beside.knn.similarity).nnz == 0
+    assert (plain.history.counts != beside.history.counts).nnz == 0
+    assert plain.confidence_scale == beside.confidence_scale
+
+
+def test_signals_counted_for_another_moment_are_refused() -> None:
+    events = _events(3, 3, [(0, 0, 1.0), (1, 1, 2.0), (2, 2, 3.0)])
+    params = ModelParams(factors=FactorParams(factors=2, iterations=1))
+    counted = count_signals(events, params, as_of=T0 + 10 * DAY)
+    with pytest.raises(ValueError, match="another moment"):
+        fit_signals(events, params, as_of=T0 + 11 * DAY, threads=1, counted=counted)
 
 
 def test_signals_fit_when_nothing_sold_in_the_trend_window() -> None:
