@@ -61,8 +61,10 @@ def fit_repeat_aware(
             f"no customer bought both before and within the last {params.fusion.validation_days} "
             "days of the training data: the log is too short to fit the repeat-aware weights"
         )
-    # Beside the validation fit's ALS, which leaves part of the cores idle: the final fit's
-    # counts (they wait on nothing) and both fits' kNN.
+    # Beside the ALS sweeps, which leave part of the cores idle: the final fit's counts (they
+    # wait on nothing) and both fits' kNN, and the weights beside the final sweeps (these start
+    # from the validation factors alone). 1.17M lines: 4.9 -> 3.9 s, 10M: 40.9 -> 30.5 s with
+    # the log's tables computed beside it too (training.pipeline).
     with ThreadPoolExecutor(1, thread_name_prefix="signals") as pool:
         counted = pool.submit(count_signals, events, params, as_of=as_of, feedback=feedback)
         validation = fit_signals(
@@ -75,8 +77,8 @@ def fit_repeat_aware(
             device=device,
             pool=pool,
         )
-        weights = fit_weights(
-            validation.scorer(), users, _bought(window), as_of=start, params=params
+        weights = pool.submit(
+            fit_weights, validation.scorer(), users, _bought(window), as_of=start, params=params
         )
         final = fit_signals(
             events,
@@ -90,7 +92,7 @@ def fit_repeat_aware(
             counted=counted.result(),
             pool=pool,
         )
-    return final, weights
+        return final, weights.result()
 
 
 def _validation_params(params: ModelParams) -> ModelParams:
