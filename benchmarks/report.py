@@ -91,13 +91,14 @@ def _targets(sections: dict[str, Any]) -> str:
     add("batch ingest >= 30k events/s (store level)",
         max((c["events_per_s"] for c in ingest if c["batch"] > 1), default=None),
         lambda v: v >= 30_000, "{:,.0f} events/s")  # fmt: skip
-    retail = sections.get("training", {}).get("cases", {}).get("online-retail", {})
-    add(
-        "training <= 1.3x the direct path (read + fit, Online Retail)",
-        retail.get("ratios", {}).get("read+train / read_direct+fit_direct"),
-        lambda v: v <= 1.3,
-        "{:.2f}x",
-    )
+    trained = sections.get("training", {}).get("cases", {"online-retail": {}})
+    for case, measured in trained.items():  # each log its own row: they tell different things
+        add(
+            f"training <= 1.3x the direct path (read + fit, {case})",
+            measured.get("ratios", {}).get("read+train / read_direct+fit_direct"),
+            lambda v: v <= 1.3,
+            "{:.2f}x",
+        )
     rates = sections.get("email_batch", {}).get("synthetic", {}).get("customers_per_second", {})
     add("e-mail batch >= 2,000 customers/s at 100k items, exact",
         rates.get("exact top-10, masks"), lambda v: v >= 2000, "{:,.0f}/s")  # fmt: skip

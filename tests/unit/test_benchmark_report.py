@@ -102,7 +102,12 @@ def test_training_target_and_table(tmp_path: Path) -> None:
 
     cases = {"online-retail": case(500_000, 1.2), "synthetic-1m": case(1_000_000, 2.0)}
     text = _write(tmp_path, {"training": {"cases": cases}})
-    assert "1.20x | met" in _target_row(text, "training <= 1.3x")
+    assert "1.20x | met" in _target_row(
+        text, "training <= 1.3x the direct path (read + fit, online-retail)"
+    )
+    assert "2.00x | **missed**" in _target_row(
+        text, "training <= 1.3x the direct path (read + fit, synthetic-1m)"
+    )
     assert "| synthetic-1m | 1,000,000 | 1.00 | 1.20 | 2.00x | 1.50x | 3.2 | 300 | 450 |" in text
     assert (tmp_path / "training_scaling.png").is_file()
 
