@@ -34,7 +34,10 @@ class Vocabulary:
         Ids are ordered by first appearance, so a log sorted by time gives a stable order.
         """
         encoded = pc.dictionary_encode(values).combine_chunks()
-        vocab = cls(encoded.dictionary.to_numpy(zero_copy_only=False))
+        # A dictionary's values are distinct: no check (sorting 280k customer ids took 0.14 s).
+        vocab = cls.__new__(cls)
+        vocab._ids = np.asarray(encoded.dictionary.to_numpy(zero_copy_only=False), dtype=str)
+        vocab._index = None
         return vocab, encoded.indices.to_numpy(zero_copy_only=False).astype(np.int32)
 
     @property
