@@ -227,6 +227,21 @@ def test_table_has_the_canonical_schema_sorted_by_time_stably(tmp_path: Path) ->
     assert log.table.column("category").null_count == 4
 
 
+@pytest.mark.parametrize("dropped_at", [0, 2, 4])
+def test_dropped_rows_leave_the_rest_sorted_by_time_stably(tmp_path: Path, dropped_at: int) -> None:
+    lines = [
+        "3,33333,C,1,2010-12-02 10:00:00,1.0,7,UK",
+        "1,11111,A,1,2010-12-01 10:00:00,1.0,7,UK",
+        "2,22222,B,1,2010-12-02 10:00:00,1.0,7,UK",
+        "0,00000,Z,1,2010-12-01 10:00:00,1.0,7,UK",
+    ]
+    lines.insert(dropped_at, "C9,44444,D,-1,2010-12-01 09:00:00,1.0,7,UK")  # a cancellation
+    log = retail(tmp_path, *lines)
+    assert log.report.dropped["cancellation_or_return"] == 1
+    assert log.table.column("item").to_pylist() == ["11111", "00000", "33333", "22222"]
+    assert log.table.column("description").to_pylist() == ["A", "Z", "C", "B"]
+
+
 def test_ids_are_trimmed_and_items_upper_cased_for_online_retail(tmp_path: Path) -> None:
     log = retail(
         tmp_path,
