@@ -129,6 +129,30 @@ def test_before_excludes_the_cut_and_between_is_half_open(small: Interactions) -
     assert len(before) + len(small.where(small.time >= cut)) == len(small)
 
 
+@pytest.mark.parametrize("in_time_order", [True, False])
+def test_time_windows_select_the_same_events_sorted_or_not(in_time_order: bool) -> None:
+    # Sorted events are cut as slices, others by masks: the same events either way, in order.
+    rng = np.random.default_rng(3)
+    n = 400
+    when = T0 + rng.integers(0, 50, n) * DAY
+    if in_time_order:
+        when = np.sort(when)
+    users, items = Vocabulary(["u0", "u1", "u2"]), Vocabulary(["i0", "i1"])
+    events = Interactions(
+        users, items, rng.integers(0, 3, n).astype(np.int32),
+        rng.integers(0, 2, n).astype(np.int32), when, rng.random(n).astype(np.float32),
+    )  # fmt: skip
+    windows = [(None, T0 + 20 * DAY), (T0 + 5 * DAY, T0 + 5 * DAY), (T0 - DAY, T0 + 60 * DAY),
+               (T0 + 10 * DAY, T0 + 11 * DAY), (None, T0)]  # fmt: skip
+    for start, end in windows:
+        low = -np.inf if start is None else start
+        mask = (events.time >= low) & (events.time < end)
+        window = events.before(end) if start is None else events.between(start, end)
+        for column in ("user", "item", "time", "quantity"):
+            assert getattr(window, column).tolist() == getattr(events, column)[mask].tolist()
+        assert window.users is users and window.items is items
+
+
 def test_active_users_are_sorted_and_unique(small: Interactions) -> None:
     late = small.between(T0 + 20 * DAY, T0 + 31 * DAY)
     assert late.active_users().tolist() == [1, 2]
