@@ -63,8 +63,8 @@ def fit_repeat_aware(
         )
     # Beside the ALS sweeps, which leave part of the cores idle: the final fit's counts (they
     # wait on nothing) and both fits' kNN, and the weights beside the final sweeps (these start
-    # from the validation factors alone). 1.17M lines: 4.9 -> 3.9 s, 10M: 40.9 -> 30.5 s with
-    # the log's tables computed beside it too (training.pipeline).
+    # from the validation factors alone). The train step, with the log's tables computed beside
+    # it too (training.pipeline): 1.17M lines 4.9 -> 3.5 s, 10M 40.9 -> 31.0 s (one run each).
     with ThreadPoolExecutor(1, thread_name_prefix="signals") as pool:
         counted = pool.submit(count_signals, events, params, as_of=as_of, feedback=feedback)
         validation = fit_signals(
