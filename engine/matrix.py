@@ -67,15 +67,21 @@ class Interactions:
     def before(self, t: int) -> Interactions:
         return self.between(None, t)
 
-    def between(self, start: int | None, end: int) -> Interactions:
-        """The events from ``start`` (None: the first) until before ``end``; events in time
-        order, as the trainer's are, are one slice of them (no copy: 0.47 s at 10M lines)."""
+    def between(self, start: int | None, end: int | None) -> Interactions:
+        """The events from ``start`` until before ``end`` (None: no bound on that side); events
+        in time order, as the trainer's are, are one slice of them (no copy: the validation
+        split took 0.47 s at 10M lines as a masked copy)."""
         if self._in_time_order:
-            low = 0 if start is None else int(np.searchsorted(self.time, start, "left"))
-            return self.where(slice(low, int(np.searchsorted(self.time, end, "left"))))
-        if start is None:
-            return self.where(self.time < end)
-        return self.where((self.time >= start) & (self.time < end))
+            return self.where(slice(self._position(start), self._position(end)))
+        selected = np.ones(len(self), dtype=bool)
+        if start is not None:
+            selected &= self.time >= start
+        if end is not None:
+            selected &= self.time < end
+        return self.where(selected)
+
+    def _position(self, t: int | None) -> int | None:
+        return None if t is None else int(np.searchsorted(self.time, t, "left"))
 
     @functools.cached_property
     def _in_time_order(self) -> bool:

@@ -18,13 +18,15 @@ class Vocabulary:
 
     __slots__ = ("_ids", "_index")
 
-    def __init__(self, ids: np.ndarray | Sequence[str]) -> None:
+    def __init__(self, ids: np.ndarray | Sequence[str], *, distinct: bool = False) -> None:
+        """``distinct``: the ids are known to be (a dictionary's values), so no check sorts
+        them (280k customer ids: 0.14 s)."""
         arr = np.asarray(ids, dtype=str)
         if arr.ndim != 1:
             raise ValueError("vocabulary ids must be one-dimensional")
         self._ids = arr
         self._index: dict[str, int] | None = None
-        if len(np.unique(arr)) != len(arr):
+        if not distinct and len(np.unique(arr)) != len(arr):
             raise ValueError("vocabulary ids must be unique")
 
     @classmethod
@@ -34,10 +36,7 @@ class Vocabulary:
         Ids are ordered by first appearance, so a log sorted by time gives a stable order.
         """
         encoded = pc.dictionary_encode(values).combine_chunks()
-        # A dictionary's values are distinct: no check (sorting 280k customer ids took 0.14 s).
-        vocab = cls.__new__(cls)
-        vocab._ids = np.asarray(encoded.dictionary.to_numpy(zero_copy_only=False), dtype=str)
-        vocab._index = None
+        vocab = cls(encoded.dictionary.to_numpy(zero_copy_only=False), distinct=True)
         return vocab, encoded.indices.to_numpy(zero_copy_only=False).astype(np.int32)
 
     @property

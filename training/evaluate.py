@@ -70,7 +70,7 @@ class HoldoutSplit:
     ) -> HoldoutSplit:
         """Train on the events before ``cut``, test on those from it on; past ``max_users``
         test users, a uniform sample of them drawn with ``seed``."""
-        train, test = events.before(cut), events.where(events.time >= cut)
+        train, test = events.before(cut), events.between(cut, None)
         users = np.intersect1d(train.active_users(), test.active_users(), assume_unique=True)
         if len(users) == 0:
             raise ValueError(

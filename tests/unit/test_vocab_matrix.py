@@ -143,11 +143,12 @@ def test_time_windows_select_the_same_events_sorted_or_not(in_time_order: bool) 
         rng.integers(0, 2, n).astype(np.int32), when, rng.random(n).astype(np.float32),
     )  # fmt: skip
     windows = [(None, T0 + 20 * DAY), (T0 + 5 * DAY, T0 + 5 * DAY), (T0 - DAY, T0 + 60 * DAY),
-               (T0 + 10 * DAY, T0 + 11 * DAY), (None, T0)]  # fmt: skip
+               (T0 + 10 * DAY, T0 + 11 * DAY), (None, T0), (T0 + 30 * DAY, None)]  # fmt: skip
     for start, end in windows:
         low = -np.inf if start is None else start
-        mask = (events.time >= low) & (events.time < end)
-        window = events.before(end) if start is None else events.between(start, end)
+        high = np.inf if end is None else end
+        mask = (events.time >= low) & (events.time < high)
+        window = events.before(end) if start is None and end else events.between(start, end)
         for column in ("user", "item", "time", "quantity"):
             assert getattr(window, column).tolist() == getattr(events, column)[mask].tolist()
         assert window.users is users and window.items is items
