@@ -13,12 +13,15 @@ Beyond :data:`MAX_TEST_CUSTOMERS` test customers a seeded sample of them is scor
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import os
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
 
 from engine.matrix import SECONDS_PER_DAY, Interactions, PurchaseHistory
 from engine.models import BuyAgainScorer, PopularityScorer, Scorer
@@ -142,11 +145,15 @@ def evaluate(
         "item_knn": signals.knn,
         **(others or {}),
     }
+    # The model and each baseline scored side by side, one BLAS thread each: most of their
+    # work (products, selections) releases the GIL. 1.17M lines: 2.4 -> 1.5 s on 2 cores.
+    every = {"model": signals.scorer(weights), **scorers}
+    with threadpool_limits(1, "blas"), ThreadPoolExecutor(threads or os.cpu_count()) as pool:
+        metrics = pool.map(lambda s: score_holdout(s, split, signals.history, k), every.values())
+        scored = dict(zip(every, metrics, strict=True))
     return Evaluation(
-        model=score_holdout(signals.scorer(weights), split, signals.history, k),
-        baselines={
-            name: score_holdout(s, split, signals.history, k) for name, s in scorers.items()
-        },
+        model=scored.pop("model"),
+        baselines=scored,
         split=split.summary(),
         weights=weights,
     )
@@ -162,9 +169,7 @@ def score_holdout(
     new = (truth - truth.multiply(seen)).tocsr()
     new.eliminate_zeros()
     has_new = np.diff(new.indptr) > 0
-    top_all = _rank(scorer, split.users, split.cut, k, lambda rows: None)
-    seen_new = seen[has_new]  # once: a row selection of the whole matrix per block is quadratic
-    top_new = _rank(scorer, split.users[has_new], split.cut, k, lambda rows: seen_new[rows])
+    top_all, top_new = _rank(scorer, split.users, split.cut, k, seen, has_new)
     metrics = ranking_metrics(top_all, truth, scorer.n_items)
     metrics_new = ranking_metrics(top_new, new[has_new], scorer.n_items)
     return {**metrics, **{f"{name}_new": value for name, value in metrics_new.items()}}
@@ -175,14 +180,23 @@ def _rank(
     users: np.ndarray,
     as_of: int,
     k: int,
-    exclude: Callable[[slice], sp.csr_matrix | None],
-) -> np.ndarray:
-    blocks = []
+    seen: sp.csr_matrix,
+    has_new: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The top ``k`` of every user over all items, and of the users who ``has_new`` over the
+    items they had not ``seen``: both from one scoring of each block (scoring each list apart
+    scored most customers twice)."""
+    every: list[np.ndarray] = []
+    unseen: list[np.ndarray] = []
     for start in range(0, len(users), _USER_BLOCK):
         rows = slice(start, start + _USER_BLOCK)
         scores = scorer.score(users[rows], as_of)
-        blocks.append(top_k(scores, k, exclude(rows)))
-    return np.concatenate(blocks) if blocks else np.empty((0, k), dtype=np.int64)
+        every.append(top_k(scores, k))  # leaves the scores as they are
+        new = has_new[rows]
+        unseen.append(top_k(scores[new], k, seen[rows][new]))  # a copy, masked in place
+    if not every:
+        return np.empty((0, k), dtype=np.int64), np.empty((0, k), dtype=np.int64)
+    return np.concatenate(every), np.concatenate(unseen)
 
 
 def _truth(test: Interactions) -> sp.csr_matrix:

@@ -115,7 +115,7 @@ def test_rows_are_ranked_independently() -> None:
 
 @pytest.mark.parametrize("n_items", [1, 7, 10, 11, 63, 200, 1000, 4099])
 @pytest.mark.parametrize("k", [1, 5, 10])
-@pytest.mark.parametrize("kind", ["distinct", "ties", "mostly excluded", "constant"])
+@pytest.mark.parametrize("kind", ["distinct", "ties", "mostly excluded", "constant", "rising"])
 def test_selection_equals_a_full_sort(n_items: int, k: int, kind: str) -> None:
     rng = np.random.default_rng(n_items * 100 + k)
     scores = rng.standard_normal((30, n_items)).astype(np.float32)
@@ -125,6 +125,8 @@ def test_selection_equals_a_full_sort(n_items: int, k: int, kind: str) -> None:
         scores[rng.random(scores.shape) < 0.95] = -np.inf
     elif kind == "constant":
         scores[:] = 1.0
+    elif kind == "rising":  # every item beats those before it: each one enters the top k
+        scores = np.sort(scores, axis=1)
     items, values = select_top_k(scores.copy(), k)
     expected = full_sort_top_k(scores, k)
     np.testing.assert_array_equal(items, expected)
@@ -144,3 +146,8 @@ def test_only_minus_infinity_is_excluded_whatever_the_precision() -> None:
     # -1e300 is a (very low) float64 score, not an exclusion, though float32 cannot hold it.
     scores = np.array([[-1e300, 2.0, -np.inf, 1.0]])
     np.testing.assert_array_equal(top_k(scores.copy(), 4), [[1, 3, 0, -1]])
+
+
+def test_an_empty_catalog_selects_nothing() -> None:
+    items, values = select_top_k(np.empty((3, 0), dtype=np.float32), 10)
+    assert items.shape == values.shape == (3, 0)
