@@ -28,6 +28,7 @@ from engine.models import BuyAgainScorer, PopularityScorer, Scorer
 from engine.scoring import top_k
 from training.device import Device
 from training.events.feedback import Feedback
+from training.fit import Signals
 from training.fusion import fit_repeat_aware
 from training.metrics import ranking_metrics
 from training.params import ModelParams
@@ -45,6 +46,13 @@ _USER_BLOCK = 128
 MAX_TEST_CUSTOMERS = 20_000
 
 
+def holdout_cut(events: Interactions, days: int) -> int:
+    """The start of the last ``days`` of ``events``, counted back from the moment a refit on all
+    of them is as of (the last event's second + 1): then a refit's validation window of as many
+    days starts at the cut, and the refit reuses the hold-out's fit (``Evaluation.signals``)."""
+    return int(events.time.max()) + 1 - days * SECONDS_PER_DAY
+
+
 @dataclass(frozen=True)
 class HoldoutSplit:
     train: Interactions
@@ -59,8 +67,8 @@ class HoldoutSplit:
     ) -> HoldoutSplit:
         if len(events) == 0:
             raise ValueError("no purchases to evaluate on")
-        cut = int(events.time.max()) - days * SECONDS_PER_DAY
-        return cls.at(events, cut, f"within the last {days} days", max_users, seed)
+        return cls.at(events, holdout_cut(events, days), f"within the last {days} days",
+                      max_users, seed)  # fmt: skip
 
     @classmethod
     def at(
@@ -101,6 +109,9 @@ class Evaluation:
     baselines: dict[str, dict[str, float]]
     split: dict[str, Any] = field(default_factory=dict)
     weights: dict[str, float] = field(default_factory=dict)
+    # The model's signals fitted on the events before the cut: a refit whose validation window
+    # starts at the cut fits its weights on them (``fit_repeat_aware(earlier_fit=...)``).
+    signals: Signals | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "baselines": self.baselines, "split": self.split}
@@ -156,6 +167,7 @@ def evaluate(
         baselines=scored,
         split=split.summary(),
         weights=weights,
+        signals=signals,
     )
 
 

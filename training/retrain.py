@@ -18,11 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from engine.artifacts import ArtifactError, current_version, publish
-from engine.matrix import SECONDS_PER_DAY
 from engine.model import Model, load_model
 from engine.vocab import Vocabulary
 from training.dataset import interactions_from_table
-from training.evaluate import MAX_TEST_CUSTOMERS, HoldoutSplit, evaluate
+from training.evaluate import MAX_TEST_CUSTOMERS, HoldoutSplit, evaluate, holdout_cut
 from training.events.feedback import EventInput
 from training.logs import PurchaseLog
 from training.params import ModelParams
@@ -96,7 +95,7 @@ def retrain(
         combined.table, None if event_input is None else event_input.item_ids()
     )
     feedback = None if event_input is None else event_input.encode(events.users, events.items)
-    cut = max(int(events.time.max()) - holdout_days * SECONDS_PER_DAY, live.as_of)
+    cut = max(holdout_cut(events, holdout_days), live.as_of)
     try:
         split = HoldoutSplit.at(
             events,

@@ -83,8 +83,12 @@ def split() -> HoldoutSplit:
 # --- HoldoutSplit ------------------------------------------------------------------------------
 
 
-def test_last_days_cuts_days_before_the_last_purchase(split: HoldoutSplit) -> None:
-    assert split.cut == T0 + 15 * DAY
+def test_last_days_cuts_days_before_the_second_after_the_last_purchase(
+    split: HoldoutSplit,
+) -> None:
+    # A refit on the whole log is as of the last purchase's second + 1: its validation window
+    # of as many days starts at the same cut.
+    assert split.cut == T0 + 15 * DAY + 1
     assert (split.train.time < split.cut).all()
     assert (split.test.time >= split.cut).all()
     assert len(split.train) == 3
@@ -92,7 +96,7 @@ def test_last_days_cuts_days_before_the_last_purchase(split: HoldoutSplit) -> No
     # Both halves keep the whole vocabularies, so indices agree.
     assert split.train.items is split.test.items
     assert split.summary() == {
-        "cut": T0 + 15 * DAY,
+        "cut": T0 + 15 * DAY + 1,
         "train_rows": 3,
         "test_rows": 4,
         "test_users": 2,
@@ -125,10 +129,13 @@ def test_past_the_maximum_a_seeded_sample_of_the_test_users_is_scored() -> None:
 
 
 def test_a_purchase_exactly_at_the_cut_is_tested() -> None:
-    events = _events(1, 2, [(0, 0, 0), (0, 1, 5), (0, 0, 15)])
+    # Days 5 and 15 are 10 days apart, one second more than the 10 days up to the moment after
+    # the last purchase: day 5 is trained on, the second after it tested.
+    events = _events(1, 3, [(0, 0, 0), (0, 1, 5), (0, 2, 5 + 1 / DAY), (0, 0, 15)])
     split = HoldoutSplit.last_days(events, days=10)
-    assert split.cut == T0 + 5 * DAY
-    assert split.test.item.tolist() == [1, 0]
+    assert split.cut == T0 + 5 * DAY + 1
+    assert split.train.item.tolist() == [0, 1]
+    assert split.test.item.tolist() == [2, 0]
 
 
 def test_no_customer_in_both_periods_is_an_error() -> None:
@@ -371,6 +378,31 @@ def test_validation_and_final_fits_share_the_models_als_sweeps(
     assert sweeps[0] == max(1, iterations - WARM_START_ITERATIONS)
     assert sweeps[1] == min(iterations, WARM_START_ITERATIONS)
     assert sum(sweeps) == max(iterations, 1 + min(iterations, WARM_START_ITERATIONS))
+
+
+def test_an_earlier_fit_of_the_events_before_the_window_stands_for_the_validation_fit() -> None:
+    # A refit after a hold-out evaluation whose cut starts its validation window passes that
+    # evaluation's fit: the weights and the final signals must be those of fitting it again.
+    rng = np.random.default_rng(9)
+    rows = [(u, int(i), float(d)) for u in range(30) for i, d in zip(
+        rng.integers(0, 20, 8), rng.uniform(0, 60, 8), strict=True
+    )]  # fmt: skip
+    events = _events(30, 20, rows)
+    params = ModelParams(factors=FactorParams(factors=4, iterations=6), seed=3)
+    as_of = T0 + 61 * DAY
+    start = as_of - params.fusion.validation_days * DAY
+    earlier = fit_signals(
+        events.before(start), fusion_module._validation_params(params), as_of=start, threads=1
+    )
+    again, weights = fit_repeat_aware(events, params, as_of=as_of, threads=1)
+    reused, reused_weights = fit_repeat_aware(
+        events, params, as_of=as_of, threads=1, earlier_fit=earlier
+    )
+    assert reused_weights == weights
+    np.testing.assert_array_equal(reused.factors.item_factors, again.factors.item_factors)
+    np.testing.assert_array_equal(reused.factors.user_factors, again.factors.user_factors)
+    with pytest.raises(ValueError, match="before the validation window"):
+        fit_repeat_aware(events, params, as_of=as_of + DAY, threads=1, earlier_fit=earlier)
 
 
 def test_signals_fitted_beside_other_work_are_the_signals_fitted_in_turn() -> None:

@@ -342,3 +342,31 @@ def test_a_manifest_field_of_the_wrong_type_is_refused(
     manifest[field] = value
     with pytest.raises(ArtifactError, match="inconsistent model"):
         load_model(write_artifact(tmp_path, arrays, manifest))
+
+
+@pytest.mark.parametrize(("holdout_days", "fits"), [(30, 3), (20, 4)])
+def test_a_refit_fits_its_weights_on_the_holdout_fit_when_their_periods_agree(
+    shop: Shop,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    holdout_days: int,
+    fits: int,
+) -> None:
+    # The hold-out's fit (validation and final ALS) is of the events before the refit's 30-day
+    # validation window when the hold-out is 30 days too: the refit then runs its final ALS
+    # alone. With another hold-out length it fits its validation signals itself.
+    from implicit.cpu.als import AlternatingLeastSquares
+
+    calls: list[int] = []
+    fit = AlternatingLeastSquares.fit
+
+    def counted(self: AlternatingLeastSquares, *args: Any, **kwargs: Any) -> None:
+        calls.append(self.iterations)
+        fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(AlternatingLeastSquares, "fit", counted)
+    result = train_model(
+        shop.log, PARAMS, models_dir=tmp_path, holdout_days=holdout_days, k=10, threads=1
+    )
+    assert len(calls) == fits
+    assert result.evaluation is not None and result.evaluation.signals is None  # not kept
