@@ -94,7 +94,7 @@ def test_training_target_and_table(tmp_path: Path) -> None:
         steps = {
             "direct": {"seconds": {"read_direct": 0.1, "fit_direct": 0.9}, "peak_rss_mb": 300.0},
             "train": {"seconds": {"read": 0.2, "train": 1.0}, "peak_rss_mb": 450.0},
-            "evaluate": {"seconds": {"evaluate": 3.25}, "peak_rss_mb": 400.0},
+            "evaluated": {"seconds": {"evaluate": 3.25, "total": 3.9}, "peak_rss_mb": 400.0},
         }
         return {"rows": rows, "steps": steps,
                 "ratios": {"read+train / read_direct+fit_direct": ratio,
@@ -108,7 +108,9 @@ def test_training_target_and_table(tmp_path: Path) -> None:
     assert "2.00x | **missed**" in _target_row(
         text, "training <= 1.3x the direct path (read + fit, synthetic-1m)"
     )
-    assert "| synthetic-1m | 1,000,000 | 1.00 | 1.20 | 2.00x | 1.50x | 3.2 | 300 | 450 |" in text
+    assert (
+        "| synthetic-1m | 1,000,000 | 1.00 | 1.20 | 2.00x | 1.50x | 3.2 | 3.9 | 300 | 450 |" in text
+    )
     assert (tmp_path / "training_scaling.png").is_file()
 
 
