@@ -156,6 +156,23 @@ def test_duplicate_candidates_are_exactly_the_rows_whose_keys_repeat(with_quanti
     assert 0 < sum(expected) < n
 
 
+@pytest.mark.parametrize("n", [2, 3, 63, 64, 1_000, 70_000])
+@pytest.mark.parametrize("kind", ["spread", "few values", "all equal"])
+def test_repeated_hashes_are_found_whatever_their_buckets(n: int, kind: str) -> None:
+    # The hashes are bucketed by their top bits before each bucket is sorted: every value
+    # occurring twice or more must come out once, in ascending order, as a full count says.
+    rng = np.random.default_rng(n)
+    if kind == "spread":
+        keys = rng.integers(0, 2**63, n, dtype=np.int64).astype(np.uint64) * np.uint64(2)
+        keys[rng.integers(0, n, n // 10 + 1)] = keys[rng.integers(0, n, n // 10 + 1)]
+    elif kind == "few values":
+        keys = rng.integers(0, 2**63, 5, dtype=np.int64).astype(np.uint64)[rng.integers(0, 5, n)]
+    else:
+        keys = np.full(n, 2**64 - 1, dtype=np.uint64)
+    values, counts = np.unique(keys, return_counts=True)
+    np.testing.assert_array_equal(duplicates._repeated(keys), values[counts > 1])
+
+
 def test_unparsable_lines_report_the_first_ten_line_numbers(tmp_path: Path) -> None:
     good = "1,22222,MUG,1,2010-12-01 08:00:00,1.5,7,UK"
     lines = [good.replace("08:00", f"08:{minute:02d}") for minute in range(5)]

@@ -21,10 +21,9 @@ _MIX = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit constant (golden ratio) for h
 def candidates(time: Column, item: pa.DictionaryArray, quantity: Column | None) -> np.ndarray:
     """Rows whose (time, item, quantity) occurs more than once: the only possible duplicates.
 
-    One integer hash of the three per row (a collision only adds a candidate); the hashes
-    are sorted, not argsorted (numpy's vectorised sort: 0.1 s for 10M rows, where the argsort
-    took 0.7 s), the few repeated ones picked out, and every row looked up among them. At 10M
-    rows, alone and numba started: 1.4 s of hashing and argsort -> 0.2-0.4 s (two runs).
+    One integer hash of the three per row (a collision only adds a candidate); the few
+    repeated hashes are picked out (:func:`_repeated`) and every row looked up among them. At
+    10M rows, alone and numba started: 1.4 s of hashing and argsort -> 0.4 s.
     """
     if len(item) < 2:
         return np.zeros(len(item), dtype=bool)
@@ -36,7 +35,7 @@ def candidates(time: Column, item: pa.DictionaryArray, quantity: Column | None) 
         else pc.fill_null(quantity, 0.0).cast(pa.int64(), safe=False).to_numpy()
     )
     key = _row_keys(seconds, codes, units)
-    return _members(key, _repeated(np.sort(key)))
+    return _members(key, _repeated(key))
 
 
 @numba.njit(cache=True, nogil=True)
@@ -52,14 +51,38 @@ def _row_keys(seconds: np.ndarray, codes: np.ndarray, units: np.ndarray) -> np.n
 
 
 @numba.njit(cache=True, nogil=True)
-def _repeated(ordered: np.ndarray) -> np.ndarray:
-    """The values that occur more than once in a sorted array, each once."""
-    out = np.empty(ordered.shape[0] // 2, ordered.dtype)
+def _repeated(key: np.ndarray) -> np.ndarray:
+    """The hashes that occur more than once, each once, in ascending order.
+
+    The hashes are spread over about ``len(key) / 64`` buckets by their top bits (a counting
+    sort: two passes), then each bucket, small enough for the caches, is sorted and scanned for
+    neighbours that are equal. 10M hashes: 0.36 s, where sorting them all with numpy took
+    0.64-0.80 s on the same host (random hashes, two runs each).
+    """
+    n = key.shape[0]
+    bits = 1
+    while (1 << bits) < n // 64 and bits < 20:
+        bits += 1
+    shift = np.uint64(64 - bits)
+    starts = np.zeros((1 << bits) + 1, np.int64)
+    for i in range(n):
+        starts[(key[i] >> shift) + np.uint64(1)] += 1
+    for b in range(1 << bits):
+        starts[b + 1] += starts[b]
+    fill = starts[:-1].copy()
+    grouped = np.empty(n, key.dtype)
+    for i in range(n):
+        b = key[i] >> shift
+        grouped[fill[b]] = key[i]
+        fill[b] += 1
+    out = np.empty(n // 2, key.dtype)
     size = 0
-    for i in range(1, ordered.shape[0]):
-        if ordered[i] == ordered[i - 1] and (size == 0 or out[size - 1] != ordered[i]):
-            out[size] = ordered[i]
-            size += 1
+    for b in range(1 << bits):
+        bucket = np.sort(grouped[starts[b] : starts[b + 1]])
+        for i in range(1, bucket.shape[0]):
+            if bucket[i] == bucket[i - 1] and (size == 0 or out[size - 1] != bucket[i]):
+                out[size] = bucket[i]
+                size += 1
     return out[:size]
 
 
