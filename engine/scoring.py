@@ -38,7 +38,7 @@ def top_k(scores: np.ndarray, k: int, exclude: sp.csr_matrix | None = None) -> n
 def select_top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Per row, the ``k`` highest scores (equal scores by lower index) and their values.
 
-    Items scored ``-inf`` (excluded) are never selected: their slots come back as -1.
+    Items scored ``-inf`` (excluded) or NaN are never selected: their slots come back as -1.
 
     Returns:
         (n_rows, k) int64 item indices, best first, and their (n_rows, k) float32 scores.

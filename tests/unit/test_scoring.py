@@ -151,3 +151,10 @@ def test_only_minus_infinity_is_excluded_whatever_the_precision() -> None:
 def test_an_empty_catalog_selects_nothing() -> None:
     items, values = select_top_k(np.empty((3, 0), dtype=np.float32), 10)
     assert items.shape == values.shape == (3, 0)
+
+
+def test_nan_scores_are_never_selected() -> None:
+    scores = np.array([[np.nan, 0.5, np.nan, 0.7], [np.nan, np.nan, np.nan, np.nan]])
+    items, values = select_top_k(scores, 3)
+    assert items.tolist() == [[3, 1, -1], [-1, -1, -1]]
+    assert values[0, :2].tolist() == [np.float32(0.7), np.float32(0.5)]
