@@ -277,6 +277,22 @@ def test_fit_weights_learns_a_planted_repeat_signal() -> None:
     assert weights["bought"] > abs(weights["factor_score"])
 
 
+def test_fit_weights_keeps_the_odds_between_history_and_the_rest() -> None:
+    # Purchases drawn from a known model: log-odds -3 for any item, +2 for one the customer
+    # bought before. Every history cell is sampled and the rest at 20 in 80: the fitted weights
+    # must still put history items 2 log-odds above the others (uncorrected: 2 + log(1/4)).
+    n_users, n_items = 400, 80
+    scorer = _planted(np.random.default_rng(15), n_users, n_items)
+    users = np.arange(n_users)
+    owned = scorer.history.counts.toarray() > 0
+    odds = np.where(owned, -1.0, -3.0)
+    drawn = np.random.default_rng(16).random(owned.shape) < 1 / (1 + np.exp(-odds))
+    weights = fit_weights(scorer, users, sp.csr_matrix(drawn), as_of=AS_OF, params=PARAMS)
+    scores = scorer.with_weights(weights).score(users, AS_OF)
+    gap = scores[owned].mean() - scores[~owned].mean()
+    assert gap == pytest.approx(2.0, abs=0.4)
+
+
 def test_fit_weights_is_deterministic_for_a_seed() -> None:
     scorer = _planted(np.random.default_rng(11))
     users = np.arange(60)
