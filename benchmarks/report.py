@@ -233,12 +233,13 @@ def _compute(data: dict[str, Any], out: Path) -> str:
 def _http(data: dict[str, Any], out: Path) -> str:
     cases = data["cases"]
     rows = [[c["server"], str(c["workers"]), c["case"], f"{c['throughput_rps']:,.0f}",
-             f"{c['p50_ms']:.2f}", f"{c['p99_ms']:.2f}", str(c["errors"]),
+             f"{c['p50_ms']:.2f}", f"{c['p90_ms']:.2f}", f"{c['p99_ms']:.2f}", str(c["errors"]),
              f"{c['floor_same_rounds']['throughput_rps']:,.0f}" if "floor_same_rounds" in c else "",
              f"{c['throughput_vs_floor']:.2f}" if "throughput_vs_floor" in c else "",
              f"{c['server_cpu_us']:,.0f}" if "server_cpu_us" in c else "",
              f"{c['server_cpu_vs_floor']:.2f}" if "server_cpu_vs_floor" in c else "",
              f"{c['paced']['p50_ms']:.2f}" if "paced" in c else "",
+             f"{c['paced']['p90_ms']:.2f}" if "paced" in c else "",
              f"{c['paced']['p99_ms']:.2f}" if "paced" in c else "",
              f"{c['paced']['p99_ms_median_part']:.2f}"
              if "p99_ms_median_part" in c.get("paced", {}) else ""]
@@ -253,9 +254,9 @@ def _http(data: dict[str, Any], out: Path) -> str:
     ax.legend()
     _save(fig, out / "http_latency.png")
     rate = data.get("load", {}).get("rate", 0)
-    header = ["server", "workers", "case", "req/s", "p50 ms", "p99 ms", "errors",
+    header = ["server", "workers", "case", "req/s", "p50 ms", "p90 ms", "p99 ms", "errors",
               "floor req/s, same rounds", "x floor", "server CPU µs/request", "CPU x floor",
-              f"p50 ms at {rate:.0f}/s", f"p99 ms at {rate:.0f}/s",
+              f"p50 ms at {rate:.0f}/s", f"p90 ms at {rate:.0f}/s", f"p99 ms at {rate:.0f}/s",
               f"p99 ms at {rate:.0f}/s, median round"]  # fmt: skip
     return _md(header, rows) + "\n![HTTP latency](http_latency.png)\n"
 

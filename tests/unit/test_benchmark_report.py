@@ -16,7 +16,7 @@ def _http_row(
         "case": f"{method} x", "method": method, "requests": 10, "throughput_rps": 100.0,
         "p50_ms": 1.0, "p90_ms": 2.0, "p99_ms": 3.0, "errors": 0,
         "throughput_vs_floor": ratio, "p99_minus_floor_ms": p99_over,
-        "paced": {"p50_ms": 1.0, "p99_ms": 2.0, "p99_minus_floor_ms": paced_over},
+        "paced": {"p50_ms": 1.0, "p90_ms": 1.5, "p99_ms": 2.0, "p99_minus_floor_ms": paced_over},
     }  # fmt: skip
 
 
@@ -44,6 +44,10 @@ def test_targets_are_judged_from_the_worst_case(tmp_path: Path) -> None:
     assert "+1.5 ms | **missed**" in _target_row(text, "click p99 at saturation")
     assert "not measured" in _target_row(text, "batch ingest")
     assert (tmp_path / "http_latency.png").stat().st_size > 0
+    # p50, p90 and p99 of both runs, saturated and at the fixed rate.
+    assert "| p50 ms | p90 ms | p99 ms |" in text and "| 1.00 | 2.00 | 3.00 |" in text
+    assert "| p50 ms at 400/s | p90 ms at 400/s | p99 ms at 400/s |" in text
+    assert "| 1.00 | 1.50 | 2.00 |" in text
 
 
 def test_a_run_taking_turns_with_its_floor_is_judged_on_its_median_round(tmp_path: Path) -> None:
