@@ -10,8 +10,6 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 import scipy.sparse as sp
 
 from engine.kernels import top_allowed
@@ -25,7 +23,7 @@ class BasketPairs:
 
 
 def basket_pairs(
-    baskets: pa.ChunkedArray,
+    baskets: np.ndarray,
     item_codes: np.ndarray,
     n_items: int,
     *,
@@ -35,12 +33,12 @@ def basket_pairs(
     """Count co-occurrences in baskets; keep pairs seen in >= ``min_support`` baskets, and for
     each item only its ``per_item`` partners with the highest support (bounds the artifact).
 
-    ``baskets`` and ``item_codes`` are parallel: one basket id and one item index per line.
+    ``baskets`` and ``item_codes`` are parallel: one basket number (``basket_codes``: 0 to the
+    number of baskets - 1) and one item index per line.
     """
-    basket_codes = pc.dictionary_encode(baskets).combine_chunks().indices.to_numpy()
-    n_baskets = int(basket_codes.max()) + 1 if len(basket_codes) else 0
+    n_baskets = int(baskets.max()) + 1 if len(baskets) else 0
     incidence = sp.csr_matrix(
-        (np.ones(len(item_codes), dtype=np.float32), (basket_codes, item_codes)),
+        (np.ones(len(item_codes), dtype=np.float32), (baskets, item_codes)),
         shape=(n_baskets, n_items),
     )
     incidence.sum_duplicates()  # presence in the basket, not the number of lines

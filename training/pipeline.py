@@ -19,7 +19,7 @@ from engine.vocab import Vocabulary
 from training.baskets import BasketPairs, basket_pairs
 from training.candidate_lists import candidate_lists, ordered_by_lists
 from training.crm.segments import Segments, compute_segments
-from training.dataset import interactions_from_table, item_metadata
+from training.dataset import LineCodes, basket_codes, interactions_from_table, item_metadata
 from training.device import Device, resolve_device
 from training.evaluate import MAX_TEST_CUSTOMERS, Evaluation, evaluate
 from training.events.feedback import EventInput
@@ -141,9 +141,10 @@ def _log_tables(
     log: PurchaseLog, events: Interactions, params: ModelParams, as_of: int
 ) -> tuple[Segments, BasketPairs, dict[str, np.ndarray]]:
     """The customers' segments, the bought-together pairs and the items' details."""
-    segments = compute_segments(log.table, as_of=as_of)
+    codes = LineCodes(events.users, events.user, basket_codes(log.table["basket"]))
+    segments = compute_segments(log.table, as_of=as_of, codes=codes)
     together = basket_pairs(
-        log.table["basket"],
+        codes.basket,
         events.item,
         len(events.items),
         min_support=params.baskets.min_support,

@@ -7,6 +7,7 @@ import pyarrow as pa
 import pytest
 
 from training.baskets import BasketPairs, basket_pairs
+from training.dataset import basket_codes
 
 ITEMS = ["a", "b", "c", "d", "e"]
 A, B, C, D, E = range(5)
@@ -37,7 +38,7 @@ ITEM_BASKETS = [3, 4, 2, 1, 1]  # a: b1 b2 b3 (twice in b3, counted once); b: b1
 def _pairs(**kwargs: int) -> BasketPairs:
     baskets = pa.chunked_array([[b for b, _ in LINES[:6]], [b for b, _ in LINES[6:]]])
     items = np.array([ITEMS.index(i) for _, i in LINES], dtype=np.int32)
-    return basket_pairs(baskets, items, len(ITEMS), **kwargs)
+    return basket_pairs(basket_codes(baskets), items, len(ITEMS), **kwargs)
 
 
 def _expected(pairs: dict[tuple[int, int], int]) -> np.ndarray:
@@ -99,7 +100,7 @@ def test_per_item_keeps_the_partners_with_the_highest_support() -> None:
 
 def test_an_empty_log_has_no_pairs() -> None:
     result = basket_pairs(
-        pa.chunked_array([], pa.string()), np.array([], dtype=np.int32), len(ITEMS)
+        basket_codes(pa.chunked_array([], pa.string())), np.array([], dtype=np.int32), len(ITEMS)
     )
     assert result.pairs.shape == (len(ITEMS), len(ITEMS))
     assert result.pairs.nnz == 0

@@ -13,6 +13,7 @@ import scipy.sparse as sp
 from engine.vocab import Vocabulary
 from training.baskets import basket_pairs
 from training.crm.pairs import bought_together, top_pairs
+from training.dataset import basket_codes
 
 BASKETS = {
     "b1": "xy", "b2": "xy", "b3": "xyz", "b4": "xz", "b5": "z",
@@ -42,7 +43,10 @@ def model() -> Pairs:
     lines = [(basket, item) for basket, items in BASKETS.items() for item in items]
     items, codes = Vocabulary.encode(pa.chunked_array([[item for _, item in lines]]))
     counted = basket_pairs(
-        pa.chunked_array([[basket for basket, _ in lines]]), codes, len(items), min_support=1
+        basket_codes(pa.chunked_array([[basket for basket, _ in lines]])),
+        codes,
+        len(items),
+        min_support=1,
     )
     assert counted.baskets == 10
     description = np.array([f"product {i}" for i in items.ids])

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
-from training.crm.segments import SEGMENTS, _quintiles, compute_segments
+from engine.vocab import Vocabulary
+from training.crm.segments import SEGMENTS, Segments, _quintiles, compute_segments
+from training.dataset import LineCodes, basket_codes
 from training.logs import LOG_SCHEMA
 
 # As of the end of 2024-01-31: the exclusive bound is 2024-02-01 00:00 UTC.
@@ -66,6 +69,26 @@ def _table(lines: list[tuple[str, str, int, int, float, float]], priced: bool = 
             "category": [None] * len(lines),
         },
         schema=LOG_SCHEMA,
+    )
+
+
+def _assert_same(first: Segments, second: Segments) -> None:
+    for field in dataclasses.fields(Segments):
+        np.testing.assert_array_equal(getattr(first, field.name), getattr(second, field.name))
+
+
+def test_segments_from_the_trainers_line_codes_are_those_of_the_table() -> None:
+    table = _table(LINES)
+    users, user = Vocabulary.encode(table["user"])
+    codes = LineCodes(users, user, basket_codes(table["basket"]))
+    every_line = AS_OF + 10 * 86_400  # after e's February purchase
+    _assert_same(
+        compute_segments(table, as_of=every_line, codes=codes),
+        compute_segments(table, as_of=every_line),
+    )
+    # Lines after as_of are left out: the codes, of every line, are not used then.
+    _assert_same(
+        compute_segments(table, as_of=AS_OF, codes=codes), compute_segments(table, as_of=AS_OF)
     )
 
 

@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.vocab import Vocabulary
+from training.dataset import LineCodes, basket_codes
 
 DAY = 86_400
 
@@ -182,13 +183,18 @@ class Segments:
 
 
 def compute_segments(
-    table: pa.Table, *, as_of: int | None = None, tolerance: float = 1.0
+    table: pa.Table,
+    *,
+    as_of: int | None = None,
+    tolerance: float = 1.0,
+    codes: LineCodes | None = None,
 ) -> Segments:
     """RFM segments of the customers in a cleaned log (LOG_SCHEMA), as of an epoch second.
 
     ``as_of`` defaults to one second after the last purchase, the model's own ``as_of``. Raises
     ValueError when there is nothing to segment: an empty log, or an ``as_of`` at or before the
-    log's first purchase.
+    log's first purchase. ``codes``: the table's lines already encoded (the trainer's), used
+    when every line comes before ``as_of``.
     """
     if not tolerance > 0:
         raise ValueError(f"the win-back tolerance must be positive, got {tolerance}")
@@ -209,9 +215,12 @@ def compute_segments(
     kept = table.select(["user", "basket", "quantity", "price"])
     if not before.all():
         kept = kept.filter(pa.array(before))
-    users, user = Vocabulary.encode(kept["user"])
+    if codes is not None and before.all():
+        users, user, baskets = codes.users, codes.user, codes.basket
+    else:
+        users, user = Vocabulary.encode(kept["user"])
+        baskets = basket_codes(kept["basket"])
     n = len(users)
-    baskets = pc.dictionary_encode(kept["basket"]).combine_chunks().indices.to_numpy()
     frequency = _distinct(user, baskets.astype(np.int64), n)[1]
     monetary, unit = _monetary(kept, user, n)
     if not monetary.sum() > 0:
