@@ -30,6 +30,10 @@ _USER_BLOCK = 1024  # customers per block: bounds their sparse kNN product and s
 # 0.0509 on Complete Journey (seeds alone move it by 0.002), 0.5253 -> 0.5271 on the generated
 # 1.17M-line shop, where the weights' fit took 1.9 -> 0.5 s (measured beside another job).
 MAX_VALIDATION_CUSTOMERS = 1024
+# History cells the weights are fitted on, at most (a uniform sample beyond): 1,024 customers of
+# a shop whose buyers keep a few hundred items each stay whole; a wholesale log whose customers
+# bought thousands each would otherwise grow the regression's input without bound.
+MAX_HISTORY_CELLS = 262_144
 
 
 def fit_repeat_aware(
@@ -128,17 +132,18 @@ def fit_weights(
 ) -> dict[str, float]:
     """Logistic regression of 'bought in the window' on the features of sampled pairs.
 
-    Every purchased pair and every item of the customer's history is kept; every other
+    Every purchased pair and every item of the customer's history is kept (beyond
+    :data:`MAX_HISTORY_CELLS` of them, each with the same probability); every other
     (customer, item) cell is kept with probability ``negatives_per_user / n_items``,
     independently. The two strata are told apart by the ``bought`` feature alone, so sampling
-    them at different rates only shifts that feature's weight, by the log of the rate, which is
-    taken back exactly; the history's own cells, few per customer, are what teaches the weights
-    to order the items a customer may buy again (a uniform sample holds about one of them per
-    customer). Mean ndcg@10 over seeds 0-5 against uniform sampling: Online Retail 0.3775 ->
-    0.3816, Complete Journey 0.0507 -> 0.0520, MovieLens 0.1672 -> 0.1730; on the generated
-    1.17M-line shop, where buying again is most of the hold-out, 0.5277 -> 0.5189. Features
-    are computed for the sampled pairs only, so the cost follows the sample, not users x
-    catalog.
+    them at different rates only shifts that feature's weight, by the log of the rates' ratio,
+    which is taken back exactly; the history's own cells, few per customer, are what teaches
+    the weights to order the items a customer may buy again (a uniform sample holds about one
+    of them per customer). Mean ndcg@10 over seeds 0-5 against uniform sampling: Online Retail
+    0.3775 -> 0.3816, Complete Journey 0.0507 -> 0.0520, MovieLens 0.1672 -> 0.1730; on the
+    generated 1.17M-line shop, where buying again is most of the hold-out, 0.5277 -> 0.5189.
+    Features are computed for the sampled pairs only, so the cost follows the sample, not
+    users x catalog.
     Beyond :data:`MAX_VALIDATION_CUSTOMERS` customers a seeded uniform sample of them is used.
     Weights are returned on the raw feature scale, ready for :class:`RepeatAwareScorer`.
     """
@@ -150,7 +155,8 @@ def fit_weights(
     if len(users) > MAX_VALIDATION_CUSTOMERS:
         users = np.sort(rng.choice(users, MAX_VALIDATION_CUSTOMERS, replace=False))
     n_items = scorer.n_items
-    rate = params.fusion.negatives_per_user / n_items
+    rate = min(params.fusion.negatives_per_user / n_items, 1.0)
+    history_rate = min(MAX_HISTORY_CELLS / max(scorer.history.counts[users].nnz, 1), 1.0)
     xs: list[np.ndarray] = []
     ys: list[np.ndarray] = []
     for block in np.array_split(users, -(-len(users) // _USER_BLOCK)):
@@ -163,6 +169,8 @@ def fit_weights(
         history = history[~np.isin(history, positives, assume_unique=True)]
         sampled = _bernoulli_cells(rng, block.size * n_items, rate)
         sampled = sampled[~np.isin(sampled, np.concatenate([positives, history]))]
+        if history_rate < 1.0:
+            history = history[rng.random(len(history)) < history_rate]
         cells = np.concatenate([positives, history, sampled])
         rows, items = np.divmod(cells, n_items)
         xs.append(scorer.pair_features(block, rows, items, as_of))
@@ -175,7 +183,7 @@ def fit_weights(
     scale[scale == 0] = 1.0
     model = LogisticRegression(solver="newton-cholesky", max_iter=1000).fit((x - mean) / scale, y)
     coef = model.coef_.ravel() / scale
-    coef[FEATURES.index("bought")] -= np.log(min(rate, 1.0))  # the history's cells: all kept
+    coef[FEATURES.index("bought")] += np.log(history_rate) - np.log(rate)  # the strata's rates
     return {name: float(c) for name, c in zip(FEATURES, coef, strict=True)}
 
 

@@ -277,10 +277,15 @@ def test_fit_weights_learns_a_planted_repeat_signal() -> None:
     assert weights["bought"] > abs(weights["factor_score"])
 
 
-def test_fit_weights_keeps_the_odds_between_history_and_the_rest() -> None:
+@pytest.mark.parametrize("history_cells", [1_000_000, 1_000])
+def test_fit_weights_keeps_the_odds_between_history_and_the_rest(
+    monkeypatch: pytest.MonkeyPatch, history_cells: int
+) -> None:
     # Purchases drawn from a known model: log-odds -3 for any item, +2 for one the customer
-    # bought before. Every history cell is sampled and the rest at 20 in 80: the fitted weights
-    # must still put history items 2 log-odds above the others (uncorrected: 2 + log(1/4)).
+    # bought before. Every history cell is sampled (or, past the cap, a third of them) and the
+    # rest at 20 in 80: the fitted weights must still put history items 2 log-odds above the
+    # others (uncorrected: 2 + log(1/4)).
+    monkeypatch.setattr(fusion_module, "MAX_HISTORY_CELLS", history_cells)
     n_users, n_items = 400, 80
     scorer = _planted(np.random.default_rng(15), n_users, n_items)
     users = np.arange(n_users)
