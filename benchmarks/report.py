@@ -182,7 +182,9 @@ def _training(data: dict[str, Any], out: Path) -> str:
     text += (
         "\ndirect: a pyarrow read and one implicit ALS fit of the same matrix; read+train: the "
         "trainer's read (parse, clean, report) and everything `personalize train --no-evaluate` "
-        "fits and writes; CPU ratio: the same in CPU seconds of all threads; evaluate: the "
+        "fits and writes (seconds: medians of the rounds); ratio: the median over rounds of "
+        "read+train against the direct run just before it; CPU ratio: the same in CPU seconds "
+        "of all threads; evaluate: the "
         "hold-out evaluation (model and four baselines fitted and scored), which `personalize "
         "train` runs first unless told not to; with evaluation: all of `personalize train`, "
         "read, evaluation and a fit that reuses the hold-out's (one run)\n"

@@ -19,6 +19,9 @@ Parquet in a cache folder and reused. Every measurement runs in a fresh process,
   scored beside it; then ``fit`` and ``write``, the fit's weights on the hold-out's signals when
   the hold-out and the validation window are as long, as by default); ``total`` is all of it.
 
+Each ratio is the median over the ``--repeat`` rounds of a round's ``train`` against the
+``direct`` run just before it (:func:`_paired_ratios`); seconds are medians of each step.
+
 Next to wall seconds, ``cpu_seconds`` (all threads of the step's process, over the timed parts of
 ``direct`` and ``train``) gives a ratio a host busy with other work distorts less: wall time then
 measures the scheduler as much as the work. Both sides import their libraries before the clock
@@ -95,18 +98,30 @@ def _case(path: Path, fmt: str, repeat: int, timeout: float) -> dict[str, Any]:
     out: dict[str, Any] = {"log": str(path), "format": fmt, "steps": steps}
     direct, train = steps["direct"], steps["train"]
     if "seconds" in direct and "seconds" in train:
-        d, t = direct["seconds"], train["seconds"]
         out["rows"] = train["rows"]
         out["matrix"] = direct["matrix"]
-        out["ratios"] = {
-            "read / read_direct": t["read"] / d["read_direct"],
-            "fit / fit_direct": t["fit"] / d["fit_direct"],
-            "read+train / read_direct+fit_direct": (t["read"] + t["train"])
-            / (d["read_direct"] + d["fit_direct"]),
-            "cpu read+train / cpu direct": train["cpu_seconds"] / direct["cpu_seconds"],
-            "peak train / peak direct": train["peak_rss_mb"] / direct["peak_rss_mb"],
-        }
+        out["ratios"] = _paired_ratios(runs["direct"], runs["train"])
+        out["ratios"]["peak train / peak direct"] = train["peak_rss_mb"] / direct["peak_rss_mb"]
     return out
+
+
+def _paired_ratios(direct: list[dict[str, Any]], train: list[dict[str, Any]]) -> dict[str, float]:
+    """Each ratio as the median over rounds of the train step against the direct step run just
+    before it: a host whose speed drifts between rounds (this one's ALS fit took 24 s in one
+    hour and 45 s in another) moves both runs of a round alike, where a ratio of medians would
+    divide figures from different minutes."""
+    ratios: dict[str, list[float]] = {}
+    for d, t in zip(direct, train, strict=True):
+        ds, ts = d["seconds"], t["seconds"]
+        for name, value in {
+            "read / read_direct": ts["read"] / ds["read_direct"],
+            "fit / fit_direct": ts["fit"] / ds["fit_direct"],
+            "read+train / read_direct+fit_direct": (ts["read"] + ts["train"])
+            / (ds["read_direct"] + ds["fit_direct"]),
+            "cpu read+train / cpu direct": t["cpu_seconds"] / d["cpu_seconds"],
+        }.items():
+            ratios.setdefault(name, []).append(value)
+    return {name: statistics.median(values) for name, values in ratios.items()}
 
 
 def _merge(measured: list[dict[str, Any]]) -> dict[str, Any]:
