@@ -162,10 +162,8 @@ def fit_weights(
     for block in np.array_split(users, -(-len(users) // _USER_BLOCK)):
         target = bought[block]
         target.sum_duplicates()
-        rows = np.repeat(np.arange(len(block)), np.diff(target.indptr))
-        positives = rows * n_items + target.indices
-        owned = scorer.history.counts[block]
-        history = np.repeat(np.arange(len(block)), np.diff(owned.indptr)) * n_items + owned.indices
+        positives = _cells(target)
+        history = _cells(scorer.history.counts[block])
         history = history[~np.isin(history, positives, assume_unique=True)]
         sampled = _bernoulli_cells(rng, block.size * n_items, rate)
         sampled = sampled[~np.isin(sampled, np.concatenate([positives, history]))]
@@ -185,6 +183,13 @@ def fit_weights(
     coef = model.coef_.ravel() / scale
     coef[FEATURES.index("bought")] += np.log(history_rate) - np.log(rate)  # the strata's rates
     return {name: float(c) for name, c in zip(FEATURES, coef, strict=True)}
+
+
+def _cells(matrix: sp.csr_matrix) -> np.ndarray:
+    """The stored entries of a canonical CSR matrix as flat cell numbers (row * columns +
+    column), sorted."""
+    rows = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
+    return rows * matrix.shape[1] + matrix.indices
 
 
 def _bernoulli_cells(rng: np.random.Generator, n_cells: int, rate: float) -> np.ndarray:
