@@ -14,9 +14,11 @@ import scipy.sparse as sp
 
 from engine.matrix import SECONDS_PER_DAY, Interactions
 from engine.models import FEATURES, RepeatAwareScorer
+from engine.scoring import select_top_k
 from training.device import Device
 from training.events.feedback import Feedback
 from training.fit import WARM_START_ITERATIONS, Signals, count_signals, fit_signals
+from training.metrics import ndcg_per_row
 from training.params import ModelParams
 
 # The signals behind the weights are fitted on what precedes the validation window: it must be
@@ -34,6 +36,10 @@ MAX_VALIDATION_CUSTOMERS = 1024
 # a shop whose buyers keep a few hundred items each stay whole; a wholesale log whose customers
 # bought thousands each would otherwise grow the regression's input without bound.
 MAX_HISTORY_CELLS = 262_144
+# The features of a customer's own history, whose weights :func:`history_scale` scales together.
+HISTORY_FEATURES = ("log_count", "bought", "recency")
+HISTORY_SCALES = 2.0 ** np.arange(-1.0, 3.25, 0.5)  # 0.5 ... 8, each step x1.41
+_SCORE_BLOCK = 256  # validation customers scored over the whole catalog at a time
 
 
 def fit_repeat_aware(
@@ -91,7 +97,7 @@ def fit_repeat_aware(
             pool=pool,
         )
         weights = pool.submit(
-            fit_weights, validation.scorer(), users, _bought(window), as_of=start, params=params
+            _ranking_weights, validation.scorer(), users, _bought(window), start, params
         )
         final = fit_signals(
             events,
@@ -120,6 +126,28 @@ def _validation_params(params: ModelParams) -> ModelParams:
         return params
     sweeps = max(1, factors.iterations - WARM_START_ITERATIONS)
     return params.model_copy(update={"factors": factors.model_copy(update={"iterations": sweeps})})
+
+
+def _ranking_weights(
+    scorer: RepeatAwareScorer,
+    users: np.ndarray,
+    bought: sp.csr_matrix,
+    as_of: int,
+    params: ModelParams,
+) -> dict[str, float]:
+    """The model's weights: :func:`fit_weights`' odds, the history's then scaled for ranking by
+    :func:`history_scale` on the same sample of customers."""
+    weights = fit_weights(scorer, users, bought, as_of=as_of, params=params)
+    sample = _customer_sample(users, np.random.default_rng(params.seed))
+    multiplier = history_scale(scorer.with_weights(weights), sample, bought[sample], as_of)
+    return {name: c * multiplier if name in HISTORY_FEATURES else c for name, c in weights.items()}
+
+
+def _customer_sample(users: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """At most :data:`MAX_VALIDATION_CUSTOMERS` of ``users``, a uniform sample beyond."""
+    if len(users) <= MAX_VALIDATION_CUSTOMERS:
+        return users
+    return np.sort(rng.choice(users, MAX_VALIDATION_CUSTOMERS, replace=False))
 
 
 def fit_weights(
@@ -152,8 +180,7 @@ def fit_weights(
     from sklearn.linear_model import LogisticRegression
 
     rng = np.random.default_rng(params.seed)
-    if len(users) > MAX_VALIDATION_CUSTOMERS:
-        users = np.sort(rng.choice(users, MAX_VALIDATION_CUSTOMERS, replace=False))
+    users = _customer_sample(users, rng)
     n_items = scorer.n_items
     rate = min(params.fusion.negatives_per_user / n_items, 1.0)
     history_rate = min(MAX_HISTORY_CELLS / max(scorer.history.counts[users].nnz, 1), 1.0)
@@ -183,6 +210,51 @@ def fit_weights(
     coef = model.coef_.ravel() / scale
     coef[FEATURES.index("bought")] += np.log(history_rate) - np.log(rate)  # the strata's rates
     return {name: float(c) for name, c in zip(FEATURES, coef, strict=True)}
+
+
+def history_scale(
+    scorer: RepeatAwareScorer, users: np.ndarray, truth: sp.csr_matrix, as_of: int, k: int = 10
+) -> float:
+    """The multiplier of the history features' weights (:data:`HISTORY_FEATURES`) under which
+    ``scorer`` ranks what ``users`` bought (``truth``, one row each) best by ndcg@k, kept as
+    near 1 as the validation sample can tell apart.
+
+    The regression's log-loss rewards calibrated odds, not the order of a customer's list: on a
+    shop where most purchases repeat earlier ones it weighs the history too little to rank as
+    well as buying again does. Of :data:`HISTORY_SCALES`, the one nearest 1 whose mean ndcg is
+    within one standard error (paired by customer) of the best is chosen: the best alone
+    overshoots, the validation window favouring the history more than the hold-out does
+    (Online Retail: 2.8-4 chosen, where the hold-out peaks near 1.4). Mean ndcg@10 of the
+    default model over seeds 0-2, before -> after: Online Retail 0.3813 -> 0.3816, Complete
+    Journey 0.0521 -> 0.0521, MovieLens 0.1756 (no scale but 1 chosen); the generated 1.17M-line
+    shop 0.5188 -> 0.5464 (seeds 0-1), where buying again scores 0.5396.
+    The other terms are scored once per block; each multiplier adds to the history cells only.
+    """
+    has_truth = np.diff(truth.indptr) > 0
+    users, truth = users[has_truth], truth[has_truth]
+    if len(users) < 2:
+        return 1.0
+    per_user = np.zeros((len(HISTORY_SCALES), len(users)))
+    for lo in range(0, len(users), _SCORE_BLOCK):
+        block = slice(lo, lo + _SCORE_BLOCK)
+        scores = scorer.score(users[block], as_of)
+        rows, cols, history = scorer.history_terms(users[block], as_of)
+        applied = 1.0
+        for i, scale in enumerate(HISTORY_SCALES):
+            scores[rows, cols] += (scale - applied) * history
+            applied = scale
+            per_user[i, block] = ndcg_per_row(select_top_k(scores, k)[0], truth[block])
+    return _chosen_scale(per_user)
+
+
+def _chosen_scale(per_user: np.ndarray) -> float:
+    """Of :data:`HISTORY_SCALES`, whose ndcg per customer are the rows of ``per_user``, the one
+    nearest 1 whose mean is within one standard error (paired by customer) of the best mean."""
+    means = per_user.mean(axis=1)
+    best = int(np.argmax(means))
+    error = (per_user[best] - per_user).std(axis=1, ddof=1) / np.sqrt(per_user.shape[1])
+    near = np.flatnonzero(means >= means[best] - error)
+    return float(HISTORY_SCALES[near[np.argmin(np.abs(np.log(HISTORY_SCALES[near])))]])
 
 
 def _cells(matrix: sp.csr_matrix) -> np.ndarray:

@@ -28,9 +28,7 @@ def ranking_metrics(top: np.ndarray, truth: sp.csr_matrix, n_items: int) -> dict
     if (relevant == 0).any():
         raise ValueError("every user needs at least one relevant item")
     hits = _hits(top, truth)
-    discount = 1.0 / np.log2(np.arange(2, k + 2))
     ideal_len = np.minimum(relevant, k)
-    idcg = np.cumsum(discount)[ideal_len - 1]
     precision_at_i = np.cumsum(hits, axis=1) / np.arange(1, k + 1)
     n_hits = hits.sum(axis=1)
     recommended = np.unique(top[top >= 0])
@@ -38,11 +36,24 @@ def ranking_metrics(top: np.ndarray, truth: sp.csr_matrix, n_items: int) -> dict
         f"precision@{k}": float(np.mean(n_hits / k)),
         f"recall@{k}": float(np.mean(n_hits / relevant)),
         f"map@{k}": float(np.mean((precision_at_i * hits).sum(axis=1) / ideal_len)),
-        f"ndcg@{k}": float(np.mean((hits * discount).sum(axis=1) / idcg)),
+        f"ndcg@{k}": float(np.mean(_ndcg(hits, relevant))),
         f"hit_rate@{k}": float(np.mean(n_hits > 0)),
         f"coverage@{k}": len(recommended) / n_items if n_items else 0.0,
         "users": int(n_users),
     }
+
+
+def ndcg_per_row(top: np.ndarray, truth: sp.csr_matrix) -> np.ndarray:
+    """ndcg@k of each row of ``top`` (arguments as for :func:`ranking_metrics`): the per-customer
+    values behind its mean, for comparisons paired by customer."""
+    return _ndcg(_hits(top, truth), np.diff(truth.indptr))
+
+
+def _ndcg(hits: np.ndarray, relevant: np.ndarray) -> np.ndarray:
+    k = hits.shape[1]
+    discount = 1.0 / np.log2(np.arange(2, k + 2))
+    idcg = np.cumsum(discount)[np.minimum(relevant, k) - 1]
+    return (hits * discount).sum(axis=1) / idcg
 
 
 def _hits(top: np.ndarray, truth: sp.csr_matrix) -> np.ndarray:

@@ -127,9 +127,18 @@ class RepeatAwareScorer:
         scores += self._item_prior
         if w[6]:
             scores += w[6] * self._knn_scaled(users, as_of)
-        rows, cols, log_count, recency = self._history_entries(users, as_of)
-        scores[rows, cols] += w[0] * log_count + w[1] + w[2] * recency
+        rows, cols, history = self.history_terms(users, as_of)
+        scores[rows, cols] += history
         return scores
+
+    def history_terms(
+        self, users: np.ndarray, as_of: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The history features' part of :meth:`score`, on the items each customer bought:
+        their (row in ``users``, item) cells and the terms' weighted sum there."""
+        w = self._w
+        rows, cols, log_count, recency = self._history_entries(users, as_of)
+        return rows, cols, w[0] * log_count + w[1] + w[2] * recency
 
     def score_visitor(
         self,

@@ -24,7 +24,14 @@ from training.fit import (
     fit_item_knn,
     fit_signals,
 )
-from training.fusion import _bernoulli_cells, fit_repeat_aware, fit_weights
+from training.fusion import (
+    HISTORY_SCALES,
+    _bernoulli_cells,
+    fit_repeat_aware,
+    fit_weights,
+    history_scale,
+)
+from training.metrics import ranking_metrics
 from training.params import FactorParams, FusionParams, KnnParams, ModelParams
 from training.settings import TrainerSettings
 
@@ -296,6 +303,71 @@ def test_fit_weights_keeps_the_odds_between_history_and_the_rest(
     scores = scorer.with_weights(weights).score(users, AS_OF)
     gap = scores[owned].mean() - scores[~owned].mean()
     assert gap == pytest.approx(2.0, abs=0.4)
+
+
+def _ndcg(scorer: RepeatAwareScorer, users: np.ndarray, truth: sp.csr_matrix) -> float:
+    return ranking_metrics(top_k(scorer.score(users, AS_OF), 10), truth, scorer.n_items)["ndcg@10"]
+
+
+def test_history_scale_lifts_a_history_the_weights_underrate() -> None:
+    # Customers buy again exactly what they bought most, but the weights favour the (unrelated)
+    # factor scores: a larger history multiplier ranks the purchases better, and is chosen.
+    scorer = _planted(np.random.default_rng(21), n_users=200)
+    users = np.arange(200)
+    counts = scorer.history.counts[users]
+    truth = counts.multiply(counts >= counts.max(axis=1).toarray()).tocsr()
+    truth.data[:] = 1.0
+    weak = scorer.with_weights({"factor_score": 1.0, "bought": 0.3, "log_count": 0.2})
+    scale = history_scale(weak, users, truth, AS_OF)
+    assert scale > 1.0
+    lifted = scorer.with_weights(
+        {"factor_score": 1.0, "bought": 0.3 * scale, "log_count": 0.2 * scale}
+    )
+    assert _ndcg(lifted, users, truth) > _ndcg(weak, users, truth) + 0.1
+
+
+def test_history_scale_is_1_when_the_history_changes_no_list() -> None:
+    # History weights of 0: every multiplier ranks alike, and the one nearest 1 is kept.
+    scorer = _planted(np.random.default_rng(22))
+    users = np.arange(60)
+    truth = _as_matrix(top_k(scorer.factors.score(users, AS_OF), 3), scorer.n_items)
+    assert history_scale(scorer.with_weights({"factor_score": 1.0}), users, truth, AS_OF) == 1.0
+    assert 1.0 in HISTORY_SCALES
+
+
+def test_the_scale_nearest_1_within_one_standard_error_of_the_best_is_chosen() -> None:
+    one = int(np.flatnonzero(HISTORY_SCALES == 1.0)[0])
+    rng = np.random.default_rng(24)
+    per_user = rng.uniform(0.2, 0.4, (len(HISTORY_SCALES), 200))
+    per_user[:] = per_user[one]  # every scale ranks alike ...
+    # ... but the last: better for every customer by 0.05 (far beyond its error of 0) ...
+    per_user[-1] += 0.05
+    assert fusion_module._chosen_scale(per_user) == HISTORY_SCALES[-1]
+    # ... or better on average by less than the noise of customer-to-customer differences.
+    # Here: 0.2 better for 101 customers, 0.2 worse for 99 (0.002 on average; error 0.014).
+    per_user[-1] = per_user[one] + np.where(np.arange(200) < 101, 0.2, -0.2)
+    assert per_user[-1].mean() > per_user[one].mean()
+    assert fusion_module._chosen_scale(per_user) == 1.0
+
+
+@pytest.mark.parametrize("scale", [1.0, 2.0])
+def test_fit_repeat_aware_scales_the_history_weights_by_history_scale(
+    scale: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = np.random.default_rng(9)
+    rows = [(u, int(i), float(d)) for u in range(30) for i, d in zip(
+        rng.integers(0, 20, 8), rng.uniform(0, 60, 8), strict=True
+    )]  # fmt: skip
+    params = ModelParams(factors=FactorParams(factors=4, iterations=6), seed=3)
+    fit = {}
+    for multiplier in (1.0, scale):
+        monkeypatch.setattr(fusion_module, "history_scale", lambda *_, m=multiplier: m)
+        _, fit[multiplier] = fit_repeat_aware(
+            _events(30, 20, rows), params, as_of=T0 + 61 * DAY, threads=1
+        )
+    for name, weight in fit[1.0].items():
+        expected = weight * scale if name in fusion_module.HISTORY_FEATURES else weight
+        assert fit[scale][name] == pytest.approx(expected)
 
 
 def test_fit_weights_is_deterministic_for_a_seed() -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from training.metrics import ranking_metrics
+from training.metrics import ndcg_per_row, ranking_metrics
 
 G = 1 / math.log2(3)  # discount of rank 2
 
@@ -39,6 +39,14 @@ def test_three_users_with_partial_hits_and_empty_slots() -> None:
     assert m["hit_rate@3"] == pytest.approx(2 / 3)
     # Distinct items recommended: 1, 2, 3, 4, 7, 8 (the -1 slots are not items).
     assert m["coverage@3"] == pytest.approx(6 / 10)
+
+
+def test_ndcg_per_row_is_each_rows_share_of_the_mean() -> None:
+    top = np.array([[1, 2, 3], [4, -1, -1], [-1, 7, 8]])
+    truth = _truth([[2, 5], [4, 9], [0, 1, 2, 3]], n_items=10)
+    per_row = ndcg_per_row(top, truth)
+    assert per_row == pytest.approx([G / (1 + G), 1 / (1 + G), 0.0])
+    assert per_row.mean() == pytest.approx(ranking_metrics(top, truth, n_items=10)["ndcg@3"])
 
 
 def test_idcg_is_capped_at_k_when_more_items_are_relevant() -> None:
