@@ -39,7 +39,8 @@ MAX_HISTORY_CELLS = 262_144
 # The features of a customer's own history, whose weights :func:`history_scale` scales together.
 HISTORY_FEATURES = ("log_count", "bought", "recency")
 HISTORY_SCALES = 2.0 ** np.arange(-1.0, 3.25, 0.5)  # 0.5 ... 8, each step x1.41
-_SCORE_BLOCK = 256  # validation customers scored over the whole catalog at a time
+# Scores held at a time when validation customers are ranked over the whole catalog (64 MB).
+_SCORE_CELLS = 1 << 24
 
 
 def fit_repeat_aware(
@@ -235,8 +236,9 @@ def history_scale(
     if len(users) < 2:
         return 1.0
     per_user = np.zeros((len(HISTORY_SCALES), len(users)))
-    for lo in range(0, len(users), _SCORE_BLOCK):
-        block = slice(lo, lo + _SCORE_BLOCK)
+    size = max(1, _SCORE_CELLS // max(scorer.n_items, 1))
+    for lo in range(0, len(users), size):
+        block = slice(lo, lo + size)
         scores = scorer.score(users[block], as_of)
         rows, cols, history = scorer.history_terms(users[block], as_of)
         applied = 1.0

@@ -335,6 +335,32 @@ def test_history_scale_is_1_when_the_history_changes_no_list() -> None:
     assert 1.0 in HISTORY_SCALES
 
 
+def test_history_scale_scores_every_customer_in_any_block_size(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    scorer = _planted(np.random.default_rng(25), n_users=50)
+    users = np.arange(50)
+    truth = _as_matrix(top_k(scorer.factors.score(users, AS_OF), 3), scorer.n_items)
+    weighted = scorer.with_weights({"factor_score": 1.0, "bought": 0.5, "log_count": 0.3})
+    seen: list[np.ndarray] = []
+    choose = fusion_module._chosen_scale
+
+    def recorded(per_user: np.ndarray) -> float:
+        seen.append(per_user)
+        return choose(per_user)
+
+    monkeypatch.setattr(fusion_module, "_chosen_scale", recorded)
+    history_scale(weighted, users, truth, AS_OF)  # one block
+    monkeypatch.setattr(
+        fusion_module, "_SCORE_CELLS", 7 * scorer.n_items
+    )  # blocks of 7, the last of 1
+    history_scale(weighted, users, truth, AS_OF)
+    whole, blocks = seen
+    assert whole.shape == (len(HISTORY_SCALES), 50)
+    np.testing.assert_allclose(blocks, whole, atol=1e-12)
+    assert whole.any()  # not a comparison of empty lists
+
+
 def test_the_scale_nearest_1_within_one_standard_error_of_the_best_is_chosen() -> None:
     one = int(np.flatnonzero(HISTORY_SCALES == 1.0)[0])
     rng = np.random.default_rng(24)
