@@ -405,7 +405,9 @@ def _train_spark(args: argparse.Namespace, settings: TrainerSettings, params: Mo
         raise ValueError("--device gpu is implicit's; --trainer spark runs where Spark runs")
     try:
         from training import spark_trainer
-    except ImportError:
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.split(".")[0] != "pyspark":
+            raise  # a fault of the trainer's own, not a missing extra
         raise ValueError(
             "--trainer spark needs pyspark: pip install 'personalize[spark]'"
         ) from None

@@ -98,7 +98,7 @@ def fit_repeat_aware(
             pool=pool,
         )
         weights = pool.submit(
-            _ranking_weights, validation.scorer(), users, _bought(window), start, params
+            fusion_weights, validation.scorer(), users, _bought(window), as_of=start, params=params
         )
         final = fit_signals(
             events,
@@ -129,15 +129,16 @@ def _validation_params(params: ModelParams) -> ModelParams:
     return params.model_copy(update={"factors": factors.model_copy(update={"iterations": sweeps})})
 
 
-def _ranking_weights(
+def fusion_weights(
     scorer: RepeatAwareScorer,
     users: np.ndarray,
     bought: sp.csr_matrix,
+    *,
     as_of: int,
     params: ModelParams,
 ) -> dict[str, float]:
-    """The model's weights: :func:`fit_weights`' odds, the history's then scaled for ranking by
-    :func:`history_scale` on the same sample of customers."""
+    """The model's weights, for every trainer: :func:`fit_weights`' odds, the history's then
+    scaled for ranking by :func:`history_scale` on the same sample of customers."""
     weights = fit_weights(scorer, users, bought, as_of=as_of, params=params)
     sample = _customer_sample(users, np.random.default_rng(params.seed))
     multiplier = history_scale(scorer.with_weights(weights), sample, bought[sample], as_of)

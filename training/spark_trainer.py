@@ -11,7 +11,8 @@ follows what grows with what:
 * **The driver** gets only what the artifact stores anyway, which must fit the serving machine:
   the cells (the purchase history matrices), the factors, the top pairs. From those it fits the
   item-kNN similarities with implicit, as the default trainer does, and the repeat-aware weights
-  (the same logistic regression, :func:`training.fusion.fit_weights`, on a validation fit).
+  (the same logistic regression and history multiplier, :func:`training.fusion.fusion_weights`,
+  on a validation fit).
 
 The artifact is written by the same code as the default trainer's (:func:`training.pipeline.
 model_arrays`), so the engine serves it unchanged. What differs, and why, is in
@@ -52,7 +53,7 @@ from engine.vocab import Vocabulary
 from training.baskets import BasketPairs
 from training.crm.segments import compute_segments
 from training.fit import Signals, fit_item_knn
-from training.fusion import MIN_EARLIER_SHARE, fit_weights
+from training.fusion import MIN_EARLIER_SHARE, fusion_weights
 from training.logs.formats import LogFormat
 from training.logs.report import LoadReport
 from training.logs.source import fingerprint
@@ -237,7 +238,7 @@ def train_spark(
         (np.ones(len(window), np.float32), (full.u[window], full.i[window])),
         shape=(len(log.users), len(log.items)),
     )
-    weights = fit_weights(validation.scorer(), users, bought, as_of=start, params=params)
+    weights = fusion_weights(validation.scorer(), users, bought, as_of=start, params=params)
     say("fitting on the whole log with Spark ...")
     signals = _signals(log, params, as_of=as_of, threads=threads, cells=full)
     seconds["fit"] = time.perf_counter() - clock

@@ -8,6 +8,7 @@ One Spark run (local[2]) serves the module: a session takes tens of seconds to s
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pytest
 
+import training
 from engine.artifacts import csr_from_arrays, load_artifact
 from engine.model import Model, load_model
 from personalize.cli import main
@@ -162,3 +164,31 @@ def test_spark_refuses_what_it_cannot_fit(
     assert "--device gpu is implicit's" in capsys.readouterr().err
     assert main([*argv, "--trainer", "spark", "--time-format", "%d/%m/%Y %H:%M"]) == 2
     assert "ISO 8601 or unix times" in capsys.readouterr().err
+
+
+def test_without_pyspark_the_spark_trainer_says_which_extra_to_install(
+    sample: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["train", "--log", str(sample), "--format", "online-retail", "--out", str(tmp_path)]
+    # A fresh import of the trainer (the package keeps an imported submodule as an attribute),
+    # whose ``import pyspark`` then raises ModuleNotFoundError.
+    monkeypatch.delattr(training, "spark_trainer", raising=False)
+    monkeypatch.delitem(sys.modules, "training.spark_trainer", raising=False)
+    for name in [name for name in sys.modules if name.split(".")[0] == "pyspark"]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "pyspark", None)
+    assert main([*argv, "--trainer", "spark"]) == 2
+    assert "pip install 'personalize[spark]'" in capsys.readouterr().err
+
+
+def test_a_missing_module_other_than_pyspark_is_not_reported_as_pyspark(
+    sample: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    argv = ["train", "--log", str(sample), "--format", "online-retail", "--out", str(tmp_path)]
+    monkeypatch.delattr(training, "spark_trainer", raising=False)
+    monkeypatch.setitem(sys.modules, "training.spark_trainer", None)
+    with pytest.raises(ModuleNotFoundError, match=r"training\.spark_trainer"):
+        main([*argv, "--trainer", "spark"])
