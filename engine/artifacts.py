@@ -21,12 +21,13 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import scipy.sparse
@@ -36,6 +37,8 @@ CURRENT = "current"
 
 MANIFEST = "manifest.json"
 _TMP_PREFIX = ".tmp-"
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 _RESERVED_KEYS = frozenset({"format_version", "version", "created", "files"})
 # No leading dot (never hidden) and no path separator; ".." inside a name is refused separately.
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
@@ -86,9 +89,8 @@ def write_artifact(
     version, tmp = _claim_version(models, version, now)
     final = models / version
     try:
-        files: dict[str, dict[str, Any]] = {}
-        for name, arr in prepared.items():
-            files[f"{name}.npy"] = _write_npy(tmp / f"{name}.npy", arr)
+        written = _each(lambda item: _write_npy(tmp / f"{item[0]}.npy", item[1]), prepared.items())
+        files = {f"{name}.npy": entry for name, entry in zip(prepared, written, strict=True)}
         full = {
             **user_manifest,
             "format_version": FORMAT_VERSION,
@@ -323,9 +325,8 @@ def _load_version(vdir: Path, *, verify: bool) -> Artifact:
     extras = sorted(p.name for p in vdir.glob("*.npy") if p.name not in files)
     if extras:
         raise ArtifactError(f"{vdir / extras[0]}: present but not listed in {MANIFEST}")
-    arrays: dict[str, np.ndarray] = {}
-    for filename, entry in files.items():
-        arrays[filename.removesuffix(".npy")] = _load_npy(vdir / filename, entry, verify=verify)
+    loaded = _each(lambda item: _load_npy(vdir / item[0], item[1], verify=verify), files.items())
+    arrays = {name.removesuffix(".npy"): arr for name, arr in zip(files, loaded, strict=True)}
     return Artifact(path=vdir, manifest=manifest, arrays=MappingProxyType(arrays))
 
 
@@ -411,6 +412,14 @@ def _load_npy(path: Path, entry: dict[str, Any], *, verify: bool) -> np.ndarray:
 
 
 # --- shared ------------------------------------------------------------------------------------
+
+
+def _each(function: Callable[[_T], _R], items: Iterable[_T]) -> list[_R]:
+    """``function`` of every item, in order, on a thread per core: saving, hashing and fsyncing
+    release the GIL, so a version's files are written and checked side by side. The first
+    failure in ``items``' order is raised, once every call has returned."""
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        return list(pool.map(function, items))
 
 
 def _check_version_name(version: str) -> None:

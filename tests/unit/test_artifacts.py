@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import scipy.sparse
 
+import engine.artifacts as artifacts_module
 from engine.artifacts import (
     CURRENT,
     FORMAT_VERSION,
@@ -295,6 +296,33 @@ def test_flipped_byte_fails_the_checksum(tmp_path: Path) -> None:
 
     assert "sha256" in _refused(vdir, naming="item_factors.npy")
     load_artifact(vdir, verify=False)  # same size and header: only the checksum can tell
+
+
+def test_of_two_damaged_files_the_first_listed_is_named(tmp_path: Path) -> None:
+    # The files are checked side by side; the error is still the first in the manifest's order.
+    vdir = _write(tmp_path, "v1")
+    listed = list(_manifest(vdir)["files"])
+    for name in (listed[0], listed[-1]):
+        data = bytearray((vdir / name).read_bytes())
+        data[-1] ^= 0xFF
+        (vdir / name).write_bytes(bytes(data))
+    assert listed[-1] not in _refused(vdir, naming=listed[0])
+
+
+def test_a_failed_write_leaves_no_version_and_no_temporary_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_npy = artifacts_module._write_npy
+
+    def failing(path: Path, arr: np.ndarray) -> dict[str, Any]:
+        if path.name == "item_ids.npy":
+            raise OSError(28, "No space left on device")
+        return write_npy(path, arr)
+
+    monkeypatch.setattr(artifacts_module, "_write_npy", failing)
+    with pytest.raises(ArtifactError, match="No space left"):
+        _write(tmp_path, "v1")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_truncated_file_is_refused_even_without_verify(tmp_path: Path) -> None:
