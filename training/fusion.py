@@ -182,7 +182,7 @@ def fit_weights(
     from sklearn.linear_model import LogisticRegression
 
     rng = np.random.default_rng(params.seed)
-    users = _customer_sample(users, rng)
+    users = _customer_sample(users, rng)  # the seed's first draw: fusion_weights' sample too
     n_items = scorer.n_items
     rate = min(params.fusion.negatives_per_user / n_items, 1.0)
     history_rate = min(MAX_HISTORY_CELLS / max(scorer.history.counts[users].nnz, 1), 1.0)
