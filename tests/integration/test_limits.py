@@ -7,6 +7,7 @@ short request deadline so the slow clients are dropped within the test's time.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -204,6 +205,35 @@ def test_connections_are_bounded_and_freed_by_the_deadline(
         for client in held:
             assert client.wait_closed(TIMEOUT + 2).startswith(b"HTTP/1.1 408 ")
     assert _prompt_get(other).status_code == 200
+
+
+def _responses(received: bytes) -> list[tuple[int, Any]]:
+    """The (status, JSON body) of each response in a connection's bytes, in order."""
+    out = []
+    while received:
+        head, _, rest = received.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        fields = dict(line.lower().split(": ", 1) for line in lines[1:])
+        length = int(fields["content-length"])
+        out.append((int(lines[0].split()[1]), json.loads(rest[:length])))
+        received = rest[length:]
+    return out
+
+
+def test_pipelined_requests_are_answered_whole_and_in_order(server: Served) -> None:
+    # Sent in one packet: the server holds each response's writes to send them as one, and
+    # must neither reorder nor drop any of them, nor the last one before closing.
+    requests = [
+        "GET /v1/recommendations?visitor_id=v-pipe&k=3 HTTP/1.1\r\nHost: shop\r\n\r\n",
+        "GET /v1/recommendations?visitor_id=no/slash HTTP/1.1\r\nHost: shop\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n",
+    ]
+    with raw_clients(server, 1) as (client,):
+        client.send("".join(requests).encode())
+        answers = _responses(client.wait_closed(5))
+    assert [status for status, _ in answers] == [200, 422, 200]
+    assert answers[0][1]["visitor_id"] == "v-pipe" and len(answers[0][1]["items"]) == 3
+    assert answers[1][1]["detail"][0]["loc"] == ["query", "visitor_id"]
 
 
 def test_serve_hands_the_bounds_to_uvicorn(small_shop: Path) -> None:
