@@ -11,12 +11,12 @@ the oldest future. A recommendation's whole read (the store's ``context``: scrip
 parse) takes 17-20 microseconds of CPU this way against 47-54 through redis-py (8 and 1 calls in
 flight, one process against a private redis-server, on a quiet hour of a shared 2-core host).
 
-Narrow on purpose: plain TCP (``redis://``), one server. An error reply comes back as
-redis-py's exception for it (``NoScriptError`` for a script the server lacks, which the store
-then loads). A call that gets no reply (no connection possible, a dropped connection) fails
-with :class:`MultiplexError`, and the store repeats it through redis-py, whose retries and
-backoff handle it; a reply late by ``timeout`` fails every call in flight with
-:class:`MultiplexTimeoutError` and drops the connection (the next call reconnects).
+Narrow on purpose: plain TCP (``redis://``) or a Unix socket (``unix://``), one server. An
+error reply comes back as redis-py's exception for it (``NoScriptError`` for a script the
+server lacks, which the store then loads). A call that gets no reply (no connection possible,
+a dropped connection) fails with :class:`MultiplexError`, and the store repeats it through
+redis-py, whose retries and backoff handle it; a reply late by ``timeout`` fails every call in
+flight with :class:`MultiplexTimeoutError` and drops the connection (the next call reconnects).
 """
 
 from __future__ import annotations
@@ -118,6 +118,7 @@ class MultiplexedConnection:
 
     Args:
         host, port, db, username, password: where and as whom, as in a ``redis://`` URL.
+        path: the server's Unix socket instead of ``host`` and ``port`` (a ``unix://`` URL).
         timeout: seconds a call may wait for its reply.
         connect_timeout: seconds to open the connection (and authenticate).
     """
@@ -132,8 +133,10 @@ class MultiplexedConnection:
         password: str | None = None,
         timeout: float = 1.0,
         connect_timeout: float = 1.0,
+        path: str | None = None,
     ) -> None:
         self._address = (host, port)
+        self._path = path
         self._db = db
         self._auth = (username, password)
         self._timeout = timeout
@@ -191,10 +194,15 @@ class MultiplexedConnection:
     async def _open(self) -> _Protocol:
         loop = asyncio.get_running_loop()
         host, port = self._address
+
+        def protocol_factory() -> _Protocol:
+            return _Protocol(loop, self._timeout)
+
         async with asyncio.timeout(self._connect_timeout):
-            _, protocol = await loop.create_connection(
-                lambda: _Protocol(loop, self._timeout), host, port
-            )
+            if self._path is None:
+                _, protocol = await loop.create_connection(protocol_factory, host, port)
+            else:
+                _, protocol = await loop.create_unix_connection(protocol_factory, self._path)
             try:
                 username, password = self._auth
                 if password is not None:

@@ -230,11 +230,12 @@ class RedisProfileStore:
             return cls(RedisCluster.from_url(url, **options), keys, limits, clock=clock,
                        owns_client=True)  # fmt: skip
         pipelined = None
-        if url.startswith("redis://"):
-            # Plain TCP gets the C packer and the pipelined read; TLS and Unix sockets keep
+        if url.startswith(("redis://", "unix://")):
+            # Plain TCP and Unix sockets get the pipelined read (TCP the C packer too); TLS keeps
             # redis-py's own classes.
-            options["connection_class"] = HiredisPackingConnection
             given = parse_url(url)
+            if url.startswith("redis://"):
+                options["connection_class"] = HiredisPackingConnection
             pipelined = MultiplexedConnection(
                 given.get("host", "localhost"),
                 int(given.get("port", 6379)),
@@ -243,6 +244,7 @@ class RedisProfileStore:
                 password=given.get("password"),
                 timeout=options["socket_timeout"],
                 connect_timeout=options["socket_connect_timeout"],
+                path=given.get("path"),
             )
         redis = Redis.from_url(url, **options)
         return cls(redis, keys, limits, clock=clock, owns_client=True, pipelined=pipelined)

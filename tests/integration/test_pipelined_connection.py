@@ -7,12 +7,15 @@ not stored."""
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
+from redis_server import RedisServer
 
 from engine.profiles import Event, StoreUnavailableError
 from engine.profiles.keys import Keys
@@ -100,6 +103,48 @@ async def test_a_paused_server_is_unavailable_within_the_timeout_then_serves_aga
         assert [e.item_id for e in (await store.context("v0"))[0].recent] == [items["v0"]]
     finally:
         await admin.execute_command("CLIENT", "UNPAUSE")
+        await store.close()
+
+
+@pytest.fixture(scope="module")
+def unix_socket_url() -> Iterator[str]:
+    """A private redis-server listening on a Unix socket too (a short path: the kernel bounds a
+    socket's path to 107 bytes, which pytest's temporary folders can exceed)."""
+    with tempfile.TemporaryDirectory(prefix="redis-") as folder:
+        socket = Path(folder) / "redis.sock"
+        server = RedisServer(Path(folder), options=["--unixsocket", str(socket),
+                                                    "--unixsocketperm", "700"])  # fmt: skip
+        server.start()
+        try:
+            yield f"unix://{socket}?db=2"
+        finally:
+            server.stop()
+
+
+async def test_a_unix_socket_url_gets_the_pipelined_connection(
+    unix_socket_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = _store(unix_socket_url)
+    try:
+        items = await _visitors(store, 50)
+
+        async def not_redis_py(*args: object, **kwargs: object) -> None:
+            raise AssertionError(f"redis-py used: {args}")
+
+        monkeypatch.setattr(store._redis, "pipeline", not_redis_py)
+        monkeypatch.setattr(store._redis, "execute_command", not_redis_py)
+        replies = await asyncio.gather(*(store.context(v) for v in items))
+        for (visitor, item), (profile, _) in zip(items.items(), replies, strict=True):
+            assert profile.visitor_id == visitor
+            assert [e.item_id for e in profile.recent] == [item]
+        monkeypatch.undo()
+        for database, holds in (("db=2", True), ("db=0", False)):  # the URL's, not 0
+            client = Redis.from_url(unix_socket_url.replace("db=2", database))
+            try:
+                assert bool(await client.keys(f"{store.keys.prefix}*")) is holds
+            finally:
+                await client.aclose()
+    finally:
         await store.close()
 
 
