@@ -109,6 +109,36 @@ def test_rfm_segments_and_win_back_match_the_hand_count() -> None:
         assert result.lapsed[row] == lapsed, customer
 
 
+def test_a_basket_shared_by_customers_counts_once_for_each() -> None:
+    # Basket "s" holds lines of a and of b, interleaved a, b, a: one occasion for each of them,
+    # however its lines alternate (the counting follows the basket's first customer).
+    shared = [
+        ("a", "s", 1, 9, 1.0, 10.0),
+        ("b", "s", 1, 10, 1.0, 10.0),
+        ("a", "s", 1, 11, 1.0, 10.0),
+        ("b", "s", 1, 12, 1.0, 10.0),
+        ("b", "b1", 5, 9, 1.0, 10.0),
+        ("c", "c1", 2, 9, 1.0, 10.0),
+    ]
+    result = compute_segments(_table(shared), as_of=AS_OF)
+    frequency = dict(zip(result.customers.tolist(), result.frequency.tolist(), strict=True))
+    assert frequency == {"a": 1, "b": 2, "c": 1}
+    gaps = dict(zip(result.customers.tolist(), result.usual_gap_days.tolist(), strict=True))
+    assert gaps["b"] == 4.0  # days 1 and 5
+
+
+def test_lines_out_of_time_order_give_the_same_segments() -> None:
+    table = _table(LINES)
+    shuffled = table.take(np.random.default_rng(3).permutation(table.num_rows))
+    ordered, scrambled = (
+        compute_segments(table, as_of=AS_OF),
+        compute_segments(shuffled, as_of=AS_OF),
+    )
+    rows = Vocabulary(scrambled.customers).indices(ordered.customers)
+    for field in ("recency_days", "frequency", "monetary", "scores", "segment", "usual_gap_days"):
+        np.testing.assert_array_equal(getattr(ordered, field), getattr(scrambled, field)[rows])
+
+
 def test_the_tolerance_widens_the_usual_gap() -> None:
     # c: 28 days > 5 x 2; e: 19 days < 5 x 4.5.
     result = compute_segments(_table(LINES), as_of=AS_OF, tolerance=5.0)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import numba
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -221,15 +222,15 @@ def compute_segments(
         users, user = Vocabulary.encode(kept["user"])
         baskets = basket_codes(kept["basket"])
     n = len(users)
-    frequency = _distinct(user, baskets.astype(np.int64), n)[1]
     monetary, unit = _monetary(kept, user, n)
     if not monetary.sum() > 0:
         raise ValueError("no customer has positive revenue: nothing to rank customers by")
-    (day_user, days), _ = _distinct(user, time[before] // DAY, n)
-    last_day = np.full(n, np.iinfo(np.int64).min)
-    np.maximum.at(last_day, day_user, days)
+    day = time[before] // DAY
+    if np.any(day[1:] < day[:-1]):  # not in time order: put it in order (a cleaned log is)
+        order = np.argsort(day, kind="stable")
+        user, baskets, day = user[order], baskets[order], day[order]
+    frequency, last_day, gap = _per_customer(user, baskets, day, n)
     recency = (as_of - 1) // DAY - last_day
-    gap = _median_gap(day_user, days, n)
     scores = np.stack(
         [_quintiles(-recency), _quintiles(frequency), _quintiles(monetary)], axis=1
     ).astype(np.int8)
@@ -260,23 +261,64 @@ def _quintiles(values: np.ndarray) -> np.ndarray:
     return np.asarray(score[inverse.ravel()], dtype=np.int8)
 
 
-def _distinct(
-    user: np.ndarray, value: np.ndarray, n: int
-) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
-    """Distinct (user, value) pairs sorted by user then value, and how many each user has.
+@numba.njit(cache=True, nogil=True)
+def _per_customer(
+    user: np.ndarray, basket: np.ndarray, day: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per customer: distinct baskets, the last purchase day, and the median gap between
+    consecutive distinct purchase days (NaN with fewer than two days). The lines must be in
+    time order.
 
-    Sorted and compared rather than ``np.unique``d: numpy 2.4's hash-based unique took 12 s on
-    10M distinct keys, a sort 0.7 s.
+    Two passes in line order: a basket counts for the first customer seen with it (the lines of
+    any other customer in it, rare, are deduplicated apart), a customer's day that differs from
+    their last is a new distinct day, its gap filed in the customer's bucket; then each bucket's
+    few gaps are sorted for the median. Linear in the lines and reading them in order, where
+    sorting every (customer, basket) and (customer, day) key took two sorts of the whole log
+    (10M lines: 1.9 s for the segments).
     """
-    low = int(value.min())
-    span = int(value.max()) - low + 1
-    keys = np.sort(user.astype(np.int64) * span + (value - low))
-    new = np.empty(len(keys), dtype=bool)
-    new[:1] = True
-    np.not_equal(keys[1:], keys[:-1], out=new[1:])
-    keys = keys[new]
-    pair_user = keys // span
-    return (pair_user, keys % span + low), np.bincount(pair_user, minlength=n).astype(np.int64)
+    no_day = np.iinfo(np.int64).min
+    n_baskets = basket.max() + 1 if basket.shape[0] else 0
+    first_customer = np.full(n_baskets, -1, np.int64)
+    frequency = np.zeros(n, np.int64)
+    others = np.empty(user.shape[0], np.int64)  # (customer, basket) keys of shared baskets
+    n_others = 0
+    last_day = np.full(n, no_day)
+    starts = np.zeros(n + 1, np.int64)  # gaps per customer, then where their bucket starts
+    for p in range(user.shape[0]):
+        u, b, d = user[p], basket[p], day[p]
+        if first_customer[b] < 0:
+            first_customer[b] = u
+            frequency[u] += 1
+        elif first_customer[b] != u:
+            others[n_others] = u * n_baskets + b
+            n_others += 1
+        if d != last_day[u]:
+            if last_day[u] != no_day:
+                starts[u + 1] += 1
+            last_day[u] = d
+    keys = np.sort(others[:n_others])
+    for q in range(n_others):
+        if q == 0 or keys[q] != keys[q - 1]:
+            frequency[keys[q] // n_baskets] += 1
+    starts = np.cumsum(starts)
+    fill = starts[:-1].copy()
+    gaps = np.empty(starts[-1], np.int64)
+    seen = np.full(n, no_day)
+    for p in range(user.shape[0]):
+        u, d = user[p], day[p]
+        if d != seen[u]:
+            if seen[u] != no_day:
+                gaps[fill[u]] = d - seen[u]
+                fill[u] += 1
+            seen[u] = d
+    gap = np.full(n, np.nan)
+    for u in range(n):
+        count = starts[u + 1] - starts[u]
+        if count:
+            own = gaps[starts[u] : starts[u + 1]]
+            own.sort()
+            gap[u] = (own[(count - 1) // 2] + own[count // 2]) / 2
+    return frequency, last_day, gap
 
 
 def _monetary(table: pa.Table, user: np.ndarray, n: int) -> tuple[np.ndarray, str]:
@@ -286,26 +328,6 @@ def _monetary(table: pa.Table, user: np.ndarray, n: int) -> tuple[np.ndarray, st
         return np.bincount(user, weights=quantity, minlength=n), "units"
     line = quantity * pc.fill_null(price, 0.0).to_numpy()
     return np.bincount(user, weights=line, minlength=n), "revenue"
-
-
-def _median_gap(day_user: np.ndarray, days: np.ndarray, n: int) -> np.ndarray:
-    """Median gap in days between each user's consecutive distinct purchase days (NaN if none).
-
-    ``day_user``/``days`` are sorted by user then day, so gaps are plain differences within a user.
-    """
-    same = day_user[1:] == day_user[:-1]
-    gap_user = day_user[1:][same]
-    gaps = np.diff(days)[same]
-    order = np.lexsort((gaps, gap_user))
-    gaps = gaps[order]
-    count = np.bincount(gap_user, minlength=n)
-    start = np.cumsum(count) - count
-    has = count > 0
-    median = np.full(n, np.nan)
-    low = start[has] + (count[has] - 1) // 2
-    high = start[has] + count[has] // 2
-    median[has] = (gaps[low] + gaps[high]) / 2
-    return median
 
 
 def _iso(seconds: int) -> str:
