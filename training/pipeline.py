@@ -70,7 +70,7 @@ def train_model(
     if event_input is not None:
         log = event_input.with_log(log)
     events = interactions_from_table(
-        log.table, None if event_input is None else event_input.item_ids()
+        log.table, None if event_input is None else event_input.item_ids(), log.ids
     )
     feedback = None if event_input is None else event_input.encode(events.users, events.items)
     if run_evaluation and evaluation is None:
@@ -141,7 +141,9 @@ def _log_tables(
     log: PurchaseLog, events: Interactions, params: ModelParams, as_of: int
 ) -> tuple[Segments, BasketPairs, dict[str, np.ndarray]]:
     """The customers' segments, the bought-together pairs and the items' details."""
-    codes = LineCodes(events.users, events.user, basket_codes(log.table["basket"]))
+    codes = LineCodes(
+        events.users, events.user, basket_codes(log.table["basket"], log.ids.get("basket"))
+    )
     segments = compute_segments(log.table, as_of=as_of, codes=codes)
     together = basket_pairs(
         codes.basket,

@@ -28,16 +28,26 @@ LOG_SCHEMA = pa.schema(
 )
 
 
+# The id columns whose codes the table's consumers may reuse (PurchaseLog.ids).
+ID_COLUMNS = ("user", "item", "basket")
+
+
 def canonical_table(
     rows: Rows, keep: np.ndarray, source: Path, fmt: LogFormat, pool: Executor
-) -> pa.Table:
-    """Kept rows in LOG_SCHEMA, filling what the log lacks, sorted by time (stable)."""
+) -> tuple[pa.Table, dict[str, pa.DictionaryArray]]:
+    """Kept rows in LOG_SCHEMA, filling what the log lacks, sorted by time (stable); and the id
+    columns the log has as the dictionary codes they were decoded from, in the table's order."""
     present = rows.present()
     order = _kept_in_time_order(present["time"], keep)
-    selected = pool.map(
-        lambda column: plain(column if order is None else column.take(order)), present.values()
+    selected = list(
+        pool.map(lambda column: column if order is None else column.take(order), present.values())
     )
-    kept = dict(zip(present, selected, strict=True))
+    ids = {
+        name: column
+        for name, column in zip(present, selected, strict=True)
+        if name in ID_COLUMNS and isinstance(column, pa.DictionaryArray)
+    }
+    kept = dict(zip(present, pool.map(plain, selected), strict=True))
     count = int(keep.sum())
     columns = {
         "quantity": pa.chunked_array([np.ones(count)]),
@@ -53,7 +63,7 @@ def canonical_table(
     if details is not None:
         columns["description"] = pc.coalesce(columns["description"], details[0])
         columns["category"] = pc.coalesce(columns["category"], details[1])
-    return pa.table([columns[field.name] for field in LOG_SCHEMA], schema=LOG_SCHEMA)
+    return pa.table([columns[field.name] for field in LOG_SCHEMA], schema=LOG_SCHEMA), ids
 
 
 def _kept_in_time_order(time: pa.ChunkedArray, keep: np.ndarray) -> np.ndarray | None:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +29,16 @@ _LINES_REPORTED = 10
 
 @dataclass(frozen=True)
 class PurchaseLog:
-    """A cleaned log in LOG_SCHEMA, sorted by time (stable), and how it was obtained."""
+    """A cleaned log in LOG_SCHEMA, sorted by time (stable), and how it was obtained.
+
+    ``ids``: the reader's dictionary encoding of the table's id columns (``user``, ``item``,
+    ``basket``; those the file had), row for row, so the trainer does not hash 10M ids again
+    (``training.dataset``). A log built otherwise has none.
+    """
 
     table: pa.Table
     report: LoadReport
+    ids: Mapping[str, pa.DictionaryArray] = field(default_factory=dict)
 
 
 def read_purchase_log(
@@ -65,7 +71,7 @@ def read_purchase_log(
             if column is not None
         }
         keep = drop_duplicates(keep, dropped, duplicate.result())
-        table = canonical_table(rows, keep, source, fmt, pool)
+        table, encoded_ids = canonical_table(rows, keep, source, fmt, pool)
         report = LoadReport(
             source=str(path),
             fingerprint=digest.result(),
@@ -80,7 +86,7 @@ def read_purchase_log(
             time_min=_iso(table["time"], 0),
             time_max=_iso(table["time"], -1),
         )
-    return PurchaseLog(table, report)
+    return PurchaseLog(table, report, encoded_ids)
 
 
 def _column_mapping(fmt: LogFormat) -> dict[str, str]:
