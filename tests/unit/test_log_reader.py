@@ -279,6 +279,21 @@ def test_generic_ids_keep_their_case(tmp_path: Path) -> None:
     assert log.report.items == 2
 
 
+def test_the_report_counts_the_ids_of_kept_lines_only(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "g.csv",
+        "user_id,item_id,timestamp,quantity,basket_id",
+        "u3,b,2024-01-05,1,k3",
+        "u1,gone,2024-01-01,-1,C9",  # a return: its item and basket are on no kept line
+        ",a,2024-01-01,1,k0",  # no customer
+        "u1,a,2024-01-01,1,k1",
+        "u1,c,2024-01-01,2,k1",
+        "u2,b,2024-01-03,1,",  # kept, without a basket
+    )
+    report = read_purchase_log(path, PRESETS["generic"]).report
+    assert (report.rows_kept, report.users, report.items, report.baskets) == (4, 3, 3, 2)
+
+
 def test_generic_log_without_quantity_or_price(tmp_path: Path) -> None:
     path = write(
         tmp_path / "g.csv", GENERIC_HEADER, "u1,i1,2020-01-01 10:00:00", "u2,i1,2020-01-02"

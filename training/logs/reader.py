@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numba
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -157,9 +158,24 @@ def _result(task: Future[Any], label: str) -> Any:
 
 
 def _distinct(ids: pa.DictionaryArray, keep: np.ndarray) -> int:
-    """Distinct ids among kept rows, counted on dictionary codes rather than strings."""
-    codes = pc.fill_null(ids.indices, 0).to_numpy()[keep]
-    return int(np.count_nonzero(np.bincount(codes, minlength=len(ids.dictionary))))
+    """Distinct ids among kept rows (a missing one is none), counted on dictionary codes rather
+    than strings."""
+    codes = ids.indices if ids.null_count == 0 else pc.fill_null(ids.indices, -1)
+    return _count_distinct(codes.to_numpy(), keep, len(ids.dictionary))
+
+
+@numba.njit(cache=True, nogil=True)
+def _count_distinct(codes: np.ndarray, keep: np.ndarray, n: int) -> int:
+    """Distinct codes (in [0, n); negative: none) on the rows ``keep`` marks, in one pass: no
+    copy of the kept rows' codes nor a count per code (10M lines: 0.3-0.4 s a column before)."""
+    seen = np.zeros(n, np.bool_)
+    count = 0
+    for p in range(codes.shape[0]):
+        code = codes[p]
+        if keep[p] and code >= 0 and not seen[code]:
+            seen[code] = True
+            count += 1
+    return count
 
 
 def _count(values: pa.ChunkedArray) -> int:
