@@ -136,8 +136,15 @@ def _group_medians(groups: np.ndarray, values: np.ndarray, n_groups: int) -> np.
         if values[p] == values[p]:
             bucket[fill[groups[p]]] = values[p]
             fill[groups[p]] += 1
-    out = np.full(n_groups, np.nan)
-    for g in range(n_groups):
+    return bucket_medians(starts, bucket)
+
+
+@numba.njit(cache=True, nogil=True)
+def bucket_medians(starts: np.ndarray, bucket: np.ndarray) -> np.ndarray:
+    """The median of each group's values, ``bucket[starts[g]:starts[g + 1]]`` (sorted in place
+    here), or NaN for a group without any."""
+    out = np.full(starts.shape[0] - 1, np.nan)
+    for g in range(out.shape[0]):
         n = starts[g + 1] - starts[g]
         if n:
             part = bucket[starts[g] : starts[g + 1]]

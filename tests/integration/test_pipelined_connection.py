@@ -41,23 +41,30 @@ async def _visitors(store: RedisProfileStore, n: int) -> dict[str, str]:
     return items
 
 
+async def _read_in_flight_on_the_pipeline(
+    store: RedisProfileStore, items: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every visitor's read at once, each getting their own profile, and every read (and the
+    read script's first load) on the pipelined connection alone: redis-py is not used."""
+
+    async def not_redis_py(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"redis-py used: {args}")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(store._redis, "pipeline", not_redis_py)
+        patched.setattr(store._redis, "execute_command", not_redis_py)
+        replies = await asyncio.gather(*(store.context(v) for v in items))
+    for (visitor, item), (profile, _) in zip(items.items(), replies, strict=True):
+        assert profile.visitor_id == visitor
+        assert [e.item_id for e in profile.recent] == [item]
+
+
 async def test_calls_in_flight_each_get_their_own_profile(
     redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = _store(redis_url)
     try:
-        items = await _visitors(store, 300)
-
-        async def not_redis_py(*args: object, **kwargs: object) -> None:
-            raise AssertionError(f"redis-py used: {args}")
-
-        # Every read (and the read script's first load) on the pipelined connection alone.
-        monkeypatch.setattr(store._redis, "pipeline", not_redis_py)
-        monkeypatch.setattr(store._redis, "execute_command", not_redis_py)
-        replies = await asyncio.gather(*(store.context(v) for v in items))
-        for (visitor, item), (profile, _) in zip(items.items(), replies, strict=True):
-            assert profile.visitor_id == visitor
-            assert [e.item_id for e in profile.recent] == [item]
+        await _read_in_flight_on_the_pipeline(store, await _visitors(store, 300), monkeypatch)
     finally:
         await store.close()
 
@@ -126,18 +133,7 @@ async def test_a_unix_socket_url_gets_the_pipelined_connection(
 ) -> None:
     store = _store(unix_socket_url)
     try:
-        items = await _visitors(store, 50)
-
-        async def not_redis_py(*args: object, **kwargs: object) -> None:
-            raise AssertionError(f"redis-py used: {args}")
-
-        monkeypatch.setattr(store._redis, "pipeline", not_redis_py)
-        monkeypatch.setattr(store._redis, "execute_command", not_redis_py)
-        replies = await asyncio.gather(*(store.context(v) for v in items))
-        for (visitor, item), (profile, _) in zip(items.items(), replies, strict=True):
-            assert profile.visitor_id == visitor
-            assert [e.item_id for e in profile.recent] == [item]
-        monkeypatch.undo()
+        await _read_in_flight_on_the_pipeline(store, await _visitors(store, 50), monkeypatch)
         for database, holds in (("db=2", True), ("db=0", False)):  # the URL's, not 0
             client = Redis.from_url(unix_socket_url.replace("db=2", database))
             try:

@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.vocab import Vocabulary
-from training.dataset import LineCodes, basket_codes
+from training.dataset import LineCodes, basket_codes, bucket_medians
 
 DAY = 86_400
 
@@ -311,14 +311,7 @@ def _per_customer(
                 gaps[fill[u]] = d - seen[u]
                 fill[u] += 1
             seen[u] = d
-    gap = np.full(n, np.nan)
-    for u in range(n):
-        count = starts[u + 1] - starts[u]
-        if count:
-            own = gaps[starts[u] : starts[u + 1]]
-            own.sort()
-            gap[u] = (own[(count - 1) // 2] + own[count // 2]) / 2
-    return frequency, last_day, gap
+    return frequency, last_day, bucket_medians(starts, gaps)
 
 
 def _monetary(table: pa.Table, user: np.ndarray, n: int) -> tuple[np.ndarray, str]:
