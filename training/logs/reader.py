@@ -87,6 +87,11 @@ def read_purchase_log(
             time_min=_iso(table["time"], 0),
             time_max=_iso(table["time"], -1),
         )
+    del raw, rows, ids, counts, duplicate
+    # What the parse and the conversions freed, Arrow's allocator keeps mapped until it purges
+    # by itself, which the fit's numpy work does not prompt: at 10M lines about 1 GB, resident
+    # through the fit (its peak 2.8 -> 3.8 GB once the trainer stopped hashing the ids again).
+    pa.default_memory_pool().release_unused()
     return PurchaseLog(table, report, encoded_ids)
 
 
