@@ -21,6 +21,7 @@ import os
 import re
 import secrets
 import shutil
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -398,7 +399,8 @@ def _load_npy(path: Path, entry: dict[str, Any], *, verify: bool) -> np.ndarray:
                 digest = hashlib.file_digest(f, "sha256").hexdigest()
             if digest != entry["sha256"]:
                 raise ArtifactError(f"{path}: sha256 mismatch (file damaged or modified)")
-        arr: np.ndarray = np.load(path, mmap_mode="r", allow_pickle=False)
+        with _HEADER_PARSING:
+            arr: np.ndarray = np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError) as exc:
         raise ArtifactError(f"{path}: unreadable .npy ({exc})") from exc
     if arr.dtype.str != entry["dtype"] or list(arr.shape) != entry["shape"]:
@@ -412,6 +414,12 @@ def _load_npy(path: Path, entry: dict[str, Any], *, verify: bool) -> np.ndarray:
 
 
 # --- shared ------------------------------------------------------------------------------------
+
+# numpy reads a .npy header with ast.literal_eval, and CPython 3.11's AST construction is not
+# safe from several threads at once: now and then it raises "SystemError: AST constructor
+# recursion depth mismatch" (python/cpython#106905), which refused a sound version in a CI run.
+# The header and the mapping take one file at a time; the hashing, the slow part, stays parallel.
+_HEADER_PARSING = threading.Lock()
 
 
 def _each(function: Callable[[_T], _R], items: Iterable[_T]) -> list[_R]:
