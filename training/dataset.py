@@ -30,7 +30,9 @@ def interactions_from_table(
     vocabularies and codes.
     """
     ids = ids or {}
-    if extra_items is None and "user" in ids and "item" in ids:
+    if extra_items is None and all(
+        name in ids and ids[name].null_count == 0 for name in ("user", "item")
+    ):
         users, user_codes = _vocabulary(ids["user"])
         items, item_codes = _vocabulary(ids["item"])
     else:
@@ -71,9 +73,8 @@ def basket_codes(column: pa.ChunkedArray, encoded: pa.DictionaryArray | None = N
 
 def _vocabulary(encoded: pa.DictionaryArray) -> tuple[Vocabulary, np.ndarray]:
     """:meth:`Vocabulary.encode` of the values ``encoded`` holds, from its codes: the values
-    that occur, in first-seen order (a dictionary may hold values of lines since dropped)."""
-    if encoded.null_count:
-        return Vocabulary.encode(encoded.dictionary.take(encoded.indices))
+    that occur, in first-seen order (a dictionary may hold values of lines since dropped).
+    Every line must have a value."""
     codes, order = _first_seen(encoded.indices.to_numpy(), len(encoded.dictionary))
     values = encoded.dictionary.take(pa.array(order)).to_numpy(zero_copy_only=False)
     return Vocabulary(values, distinct=True), codes

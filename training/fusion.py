@@ -139,8 +139,9 @@ def fusion_weights(
 ) -> dict[str, float]:
     """The model's weights, for every trainer: :func:`fit_weights`' odds, the history's then
     scaled for ranking by :func:`history_scale` on the same sample of customers."""
-    weights = fit_weights(scorer, users, bought, as_of=as_of, params=params)
-    sample = _customer_sample(users, np.random.default_rng(params.seed))
+    rng = np.random.default_rng(params.seed)
+    sample = _customer_sample(users, rng)
+    weights = fit_weights(scorer, sample, bought, as_of=as_of, params=params, rng=rng)
     multiplier = history_scale(scorer.with_weights(weights), sample, bought[sample], as_of)
     return {name: c * multiplier if name in HISTORY_FEATURES else c for name, c in weights.items()}
 
@@ -159,6 +160,7 @@ def fit_weights(
     *,
     as_of: int,
     params: ModelParams,
+    rng: np.random.Generator | None = None,
 ) -> dict[str, float]:
     """Logistic regression of 'bought in the window' on the features of sampled pairs.
 
@@ -174,15 +176,16 @@ def fit_weights(
     generated 1.17M-line shop, where buying again is most of the hold-out, 0.5277 -> 0.5189.
     Features are computed for the sampled pairs only, so the cost follows the sample, not
     users x catalog.
-    Beyond :data:`MAX_VALIDATION_CUSTOMERS` customers a seeded uniform sample of them is used.
+    Beyond :data:`MAX_VALIDATION_CUSTOMERS` customers a seeded uniform sample of them is used;
+    ``rng`` (default: seeded by ``params.seed``) draws it and the sampled cells.
     Weights are returned on the raw feature scale, ready for :class:`RepeatAwareScorer`.
     """
     # Imported here: scikit-learn costs every ``personalize`` command about a second to import
     # (``--help``, ``serve``), and only training needs it.
     from sklearn.linear_model import LogisticRegression
 
-    rng = np.random.default_rng(params.seed)
-    users = _customer_sample(users, rng)  # the seed's first draw: fusion_weights' sample too
+    rng = np.random.default_rng(params.seed) if rng is None else rng
+    users = _customer_sample(users, rng)
     n_items = scorer.n_items
     rate = min(params.fusion.negatives_per_user / n_items, 1.0)
     history_rate = min(MAX_HISTORY_CELLS / max(scorer.history.counts[users].nnz, 1), 1.0)
@@ -230,7 +233,8 @@ def history_scale(
     default model over seeds 0-2, before -> after: Online Retail 0.3813 -> 0.3816, Complete
     Journey 0.0521 -> 0.0521, MovieLens 0.1756 (no scale but 1 chosen); the generated 1.17M-line
     shop 0.5188 -> 0.5464 (seeds 0-1), where buying again scores 0.5396.
-    The other terms are scored once per block; each multiplier adds to the history cells only.
+    The other terms and the history's are computed once per block; each multiplier then adds to
+    the history cells only.
     """
     has_truth = np.diff(truth.indptr) > 0
     users, truth = users[has_truth], truth[has_truth]
@@ -240,8 +244,9 @@ def history_scale(
     size = max(1, _SCORE_CELLS // max(scorer.n_items, 1))
     for lo in range(0, len(users), size):
         block = slice(lo, lo + size)
-        scores = scorer.score(users[block], as_of)
+        scores = scorer.score_without_history(users[block], as_of)
         rows, cols, history = scorer.history_terms(users[block], as_of)
+        scores[rows, cols] += history  # as score() adds it: the multiplier 1
         applied = 1.0
         for i, scale in enumerate(HISTORY_SCALES):
             scores[rows, cols] += (scale - applied) * history

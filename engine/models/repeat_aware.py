@@ -121,14 +121,19 @@ class RepeatAwareScorer:
         return out
 
     def score(self, users: np.ndarray, as_of: int) -> np.ndarray:
+        scores = self.score_without_history(users, as_of)
+        rows, cols, history = self.history_terms(users, as_of)
+        scores[rows, cols] += history
+        return scores
+
+    def score_without_history(self, users: np.ndarray, as_of: int) -> np.ndarray:
+        """:meth:`score` but for :meth:`history_terms`: the prior, factor and kNN terms."""
         w = self._w
         scores = self.factors.score(users, as_of)
         scores *= w[5]
         scores += self._item_prior
         if w[6]:
             scores += w[6] * self._knn_scaled(users, as_of)
-        rows, cols, history = self.history_terms(users, as_of)
-        scores[rows, cols] += history
         return scores
 
     def history_terms(
