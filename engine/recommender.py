@@ -139,7 +139,13 @@ class Recommender:
         # The rows of the items actually shown, as Python objects: pages draw on a small,
         # popular part of the catalog, so a bounded cache spares four array reads per item (a
         # page of ten: 15.5 -> 12.5 us, one timing) without every worker holding the catalog's.
-        self._row = functools.lru_cache(maxsize=ROW_CACHE)(self._read_row)
+        # Over the arrays, not a bound method: the cache would hold the Recommender and make
+        # a reference cycle, which only a full collection frees (api.state: _freeze_heap).
+        self._row = functools.lru_cache(maxsize=ROW_CACHE)(
+            functools.partial(
+                _read_row, self._ids, self._descriptions, self._categories, self._prices
+            )
+        )
         self._warm_up()
 
     def _warm_up(self) -> None:
@@ -467,16 +473,6 @@ class Recommender:
         support = float(model.together.data[lo + where])
         return support * model.baskets / float(model.item_baskets[a] * model.item_baskets[b])
 
-    def _read_row(self, index: int) -> tuple[str, str, str, float | None]:
-        # .item() of a unicode array is a str, of a float array a float: no conversions.
-        price = self._prices.item(index)
-        return (
-            self._ids.item(index),
-            self._descriptions.item(index),
-            self._categories.item(index),
-            None if math.isnan(price) else price,
-        )
-
     def name(self, index: int) -> str:
         """What an item is called in a reason: its description, else its id (from the row
         cache: the items reasons name are a page's, read again on the next)."""
@@ -553,6 +549,24 @@ class _Explainer:
                 return trending_reason(recent)
             return "popular"
         return COLLABORATIVE_REASON
+
+
+def _read_row(
+    ids: np.ndarray,
+    descriptions: np.ndarray,
+    categories: np.ndarray,
+    prices: np.ndarray,
+    index: int,
+) -> tuple[str, str, str, float | None]:
+    """An item's id, description, category and price as Python objects (None: no price)."""
+    # .item() of a unicode array is a str, of a float array a float: no conversions.
+    price = prices.item(index)
+    return (
+        ids.item(index),
+        descriptions.item(index),
+        categories.item(index),
+        None if math.isnan(price) else price,
+    )
 
 
 def _top(
