@@ -1,5 +1,6 @@
-"""The whole benchmark suite in one command: quality, training, serving, CRM batch, replay,
-ingestion and memory, written as one JSON file, a Markdown report and PNG plots.
+"""The whole benchmark suite in one command: quality, training, serving, model reloads under
+load, CRM batch, replay, ingestion and memory, written as one JSON file, a Markdown report and
+PNG plots.
 
     python -m benchmarks [--quick] [--only SECTION ...] [--out DIR]
 
@@ -37,6 +38,7 @@ from benchmarks import (
     memory,
     quality,
     recommend_compute,
+    reload,
     replay,
     report,
     training,
@@ -88,6 +90,7 @@ SECTIONS: dict[str, Section] = {
     "training": lambda quick, work, models: training.run(quick, repeat=1 if quick else 3),
     "compute": _compute,
     "http": _http,
+    "reload": lambda quick, work, models: reload.run(quick, work, models),
     "email_batch": _email,
     "replay": _replay,
     "ingestion": lambda quick, work, models: ingestion.run(quick, work, models),

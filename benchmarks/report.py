@@ -263,6 +263,19 @@ def _http(data: dict[str, Any], out: Path) -> str:
     return _md(header, rows) + "\n![HTTP latency](http_latency.png)\n"
 
 
+def _reload(data: dict[str, Any], out: Path) -> str:
+    arms = data["arms"]
+    every, reloads = data["reload_every_seconds"], arms["reloading"]["reloads"]
+    head = (f"Known customers' recommendations at {data['rate_rps']:,.0f} req/s (open loop), 1 "
+            f"worker, {data['rounds']} rounds of {data['seconds_per_round']:g} s per arm taking "
+            f"turns; reloading: a forced reload (load, verify, swap) every {every:g} s, "
+            f"{reloads} in all\n\n")  # fmt: skip
+    rows = [[arm, f"{a['requests']:,}", f"{a['p50_ms']:.2f}", f"{a['p99_ms']:.2f}",
+             f"{a['p999_ms']:.2f}", f"{a['max_ms']:.1f}", str(a["errors"])]
+            for arm, a in arms.items()]  # fmt: skip
+    return head + _md(["arm", "requests", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "errors"], rows)
+
+
 def _email(data: dict[str, Any], out: Path) -> str:
     retail = data["online_retail"]
     synth = data["synthetic"]
@@ -329,6 +342,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any], Path], str]] = {
     "training": _training,
     "compute": _compute,
     "http": _http,
+    "reload": _reload,
     "email_batch": _email,
     "replay": _replay,
     "ingestion": _ingestion,

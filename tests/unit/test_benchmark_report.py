@@ -139,3 +139,17 @@ def test_the_header_names_the_cpu_when_it_is_known(tmp_path: Path) -> None:
     report.write({"started": "t", "quick": True, "machine": machine, "sections": {}}, tmp_path)
     assert "2 cpus (x86_64, Some Xeon, AVX-512, L2 2048K)" in (tmp_path / "report.md").read_text()
     assert "2 cpus (x86_64), Python" in _write(tmp_path, {})  # older results: no CPU field
+
+
+def test_the_reload_table_shows_both_arms(tmp_path: Path) -> None:
+    def arm(p99: float, worst: float) -> dict[str, Any]:
+        return {"requests": 3200, "p50_ms": 0.7, "p99_ms": p99, "p999_ms": worst / 2,
+                "max_ms": worst, "errors": 0}  # fmt: skip
+
+    arms = {"steady": arm(2.1, 4.7), "reloading": {**arm(3.8, 35.8), "reloads": 6}}
+    data = {"rate_rps": 400.0, "rounds": 2, "seconds_per_round": 4.0,
+            "reload_every_seconds": 1.0, "arms": arms}  # fmt: skip
+    text = _write(tmp_path, {"reload": data})
+    assert "a forced reload (load, verify, swap) every 1 s, 6 in all" in text
+    assert "| steady | 3,200 | 0.70 | 2.10 | 2.35 | 4.7 | 0 |" in text
+    assert "| reloading | 3,200 | 0.70 | 3.80 | 17.90 | 35.8 | 0 |" in text
