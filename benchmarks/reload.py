@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import tempfile
 import time
 import urllib.request
 import uuid
@@ -119,8 +120,6 @@ def run(quick: bool, work: Path, models: Path | None = None) -> dict[str, Any]:
 
 
 def main() -> None:
-    import tempfile
-
     stop_servers_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="2 rounds of 4 s (else 3 of 10 s)")
