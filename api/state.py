@@ -42,16 +42,21 @@ def _build(models_dir: Path, candidates: bool, probe_share: float) -> Recommende
 
 
 def _freeze_heap() -> None:
-    """Move every object alive now (the model's id -> row maps) out of the garbage
-    collector's reach, so that a full collection does not walk them mid-request: with a
-    100k-item catalog one took 75 ms (measured on the benchmark machine), a p99 spike.
+    """Move every object alive now out of the garbage collector's reach, so that a full
+    collection does not walk them mid-request: the app's and the libraries' own (numba's type
+    system alone is about 49k objects once the first model is built); a full collection with a
+    100k-item catalog once took 75 ms (measured on the benchmark machine), a p99 spike.
 
-    What was frozen before stays frozen: the collection here walks only what came since (the
-    new model, recent garbage). The previous model's objects, frozen at its own load, are freed
-    by their reference counts once no request holds them, as no model object is part of a
-    reference cycle (tests/unit/test_model_holder.py). Unfreezing everything to collect it
-    held every request in flight for 83-142 ms at each reload of a 3.7k-item model.
+    Done once, when the first model is served (the server's start). Not at later reloads: a
+    freeze then would also take whatever the requests in flight hold (connections, tasks), and
+    what of it later became cyclic garbage would never be collected; and unfreezing to collect
+    the whole heap first held every request in flight for 83-142 ms at each reload of a
+    3.7k-item model. A later model adds a few hundred objects to the collector's generations
+    (its arrays are not tracked), and the one it replaces is freed by its reference counts at
+    the swap: no model object is part of a reference cycle (tests/unit/test_model_holder.py).
+    Unfrozen first, so that a process serving a new app (the tests) does not keep the old's.
     """
+    gc.unfreeze()
     gc.collect()
     gc.freeze()
 
@@ -97,7 +102,8 @@ class ModelHolder:
                         _build, self.models_dir, self.candidates, self.probe_share
                     )
                     self._current = fresh  # the swap: one reference assignment
-                    _freeze_heap()
+                    if previous is None:
+                        _freeze_heap()
                     self.last_error = None
                     self.failed_version = None
                     result = ReloadResult("reloaded", fresh.model.version, previous)
