@@ -34,8 +34,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -182,9 +184,6 @@ def profile_serve(
 def profile_train(log_path: Path, preset: str, evaluate: bool, rate: int, out: Path) -> Path:
     """pyinstrument, then py-spy, over the trainer's read and train, after a warm-up run (module
     doc); the call tree's path."""
-    import os
-    import signal
-
     import sklearn.linear_model  # noqa: F401  (imported where the trainer uses it; not profiled)
     from pyinstrument import Profiler
 
