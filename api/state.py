@@ -43,8 +43,8 @@ def _build(models_dir: Path, candidates: bool, probe_share: float) -> Recommende
 
 def _freeze_heap() -> None:
     """Move every object alive now out of the garbage collector's reach, so that a full
-    collection does not walk them mid-request: the app's and the libraries' own (numba's type
-    system alone is about 49k objects once the first model is built); a full collection with a
+    collection does not walk them mid-request: the app's and the libraries' own (building the
+    first model adds 49k, most of them numba's typing machinery); a full collection with a
     100k-item catalog once took 75 ms (measured on the benchmark machine), a p99 spike.
 
     Done once, when the first model is served (the server's start). Not at later reloads: a

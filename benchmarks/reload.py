@@ -55,9 +55,8 @@ def _reload(port: int) -> float:
 
 async def _reloading(port: int, stop: asyncio.Event, took: list[float]) -> None:
     while not stop.is_set():
-        with_timeout = asyncio.wait_for(stop.wait(), RELOAD_EVERY_SECONDS)
         try:
-            await with_timeout
+            await asyncio.wait_for(stop.wait(), RELOAD_EVERY_SECONDS)
         except TimeoutError:
             took.append(await asyncio.to_thread(_reload, port))
 
@@ -99,7 +98,6 @@ def measure(port: int, customers: list[str], rounds: int, seconds: float) -> dic
             summary["p999_ms"] = float(np.percentile(ms, 99.9))
             summary["max_ms"] = float(ms.max())
             result[arm] = summary
-        result["reloading"]["reloads"] = len(took)
         result["reloading"]["reload_seconds"] = took
         return result
 
@@ -129,10 +127,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         result = run(args.quick, Path(tmp), args.models)
     for arm, stats in result["arms"].items():
+        reloads = f", {len(stats['reload_seconds'])} reloads" if "reload_seconds" in stats else ""
         print(f"{arm:>10}: {stats['requests']:,} requests, p50 {stats['p50_ms']:.2f} ms, "
               f"p99 {stats['p99_ms']:.2f}, p99.9 {stats['p999_ms']:.2f}, max "
-              f"{stats['max_ms']:.1f}, errors {stats['errors']}"
-              + (f", {stats['reloads']} reloads" if arm == "reloading" else ""))  # fmt: skip
+              f"{stats['max_ms']:.1f}, errors {stats['errors']}{reloads}")  # fmt: skip
     if args.json:
         write_json(args.json, result)
 

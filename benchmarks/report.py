@@ -265,7 +265,7 @@ def _http(data: dict[str, Any], out: Path) -> str:
 
 def _reload(data: dict[str, Any], out: Path) -> str:
     arms = data["arms"]
-    every, reloads = data["reload_every_seconds"], arms["reloading"]["reloads"]
+    every, reloads = data["reload_every_seconds"], len(arms["reloading"]["reload_seconds"])
     head = (f"Known customers' recommendations at {data['rate_rps']:,.0f} req/s (open loop), 1 "
             f"worker, {data['rounds']} rounds of {data['seconds_per_round']:g} s per arm taking "
             f"turns; reloading: a forced reload (load, verify, swap) every {every:g} s, "

@@ -117,12 +117,12 @@ def item_metadata(table: pa.Table, item_codes: np.ndarray, n_items: int) -> dict
         values[known] = column.take(latest[known]).to_numpy(zero_copy_only=False)
         out[name] = values.astype(str)
     prices = pc.fill_null(table["price"], np.nan).to_numpy().astype(np.float64, copy=False)
-    out["price"] = _group_medians(item_codes, prices, n_items)
+    out["price"] = group_medians(item_codes, prices, n_items)
     return out
 
 
 @numba.njit(cache=True, nogil=True)
-def _group_medians(groups: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarray:
+def group_medians(groups: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarray:
     """The exact median of ``values`` per group (NaN skipped; NaN for a group without any):
     values bucketed by group (a counting sort), then each group's few sorted. Arrow's grouped
     approximate median, on one thread: 2.4 s for 10M random values in 50k groups, this 0.6 s."""
@@ -137,15 +137,8 @@ def _group_medians(groups: np.ndarray, values: np.ndarray, n_groups: int) -> np.
         if values[p] == values[p]:
             bucket[fill[groups[p]]] = values[p]
             fill[groups[p]] += 1
-    return bucket_medians(starts, bucket)
-
-
-@numba.njit(cache=True, nogil=True)
-def bucket_medians(starts: np.ndarray, bucket: np.ndarray) -> np.ndarray:
-    """The median of each group's values, ``bucket[starts[g]:starts[g + 1]]`` (sorted in place
-    here), or NaN for a group without any."""
-    out = np.full(starts.shape[0] - 1, np.nan)
-    for g in range(out.shape[0]):
+    out = np.full(n_groups, np.nan)
+    for g in range(n_groups):
         n = starts[g + 1] - starts[g]
         if n:
             part = bucket[starts[g] : starts[g + 1]]

@@ -146,7 +146,7 @@ def test_the_reload_table_shows_both_arms(tmp_path: Path) -> None:
         return {"requests": 3200, "p50_ms": 0.7, "p99_ms": p99, "p999_ms": worst / 2,
                 "max_ms": worst, "errors": 0}  # fmt: skip
 
-    arms = {"steady": arm(2.1, 4.7), "reloading": {**arm(3.8, 35.8), "reloads": 6}}
+    arms = {"steady": arm(2.1, 4.7), "reloading": {**arm(3.8, 35.8), "reload_seconds": [0.04] * 6}}
     data = {"rate_rps": 400.0, "rounds": 2, "seconds_per_round": 4.0,
             "reload_every_seconds": 1.0, "arms": arms}  # fmt: skip
     text = _write(tmp_path, {"reload": data})
