@@ -15,7 +15,7 @@ import numpy as np
 
 
 @numba.njit(cache=True, nogil=True)
-def _worse(value: float, index: int, other_value: float, other_index: int) -> bool:
+def worse(value: float, index: int, other_value: float, other_index: int) -> bool:
     """The ranking order: higher score first, equal scores by lower index."""
     return value < other_value or (value == other_value and index > other_index)
 
@@ -48,12 +48,12 @@ def top_allowed(
             size += 1
             while j > 0:
                 parent = (j - 1) // 2
-                if _worse(heap_value[parent], heap_index[parent], value, i):
+                if worse(heap_value[parent], heap_index[parent], value, i):
                     break
                 heap_value[j], heap_index[j] = heap_value[parent], heap_index[parent]
                 j = parent
             heap_value[j], heap_index[j] = value, i
-        elif _worse(heap_value[0], heap_index[0], value, i):
+        elif worse(heap_value[0], heap_index[0], value, i):
             _sift_down(heap_value, heap_index, size, value, i)
     out = np.empty(size, np.int64)
     for last in range(size - 1, -1, -1):  # pop the worst into the last free place
@@ -90,11 +90,11 @@ def _sift_down(
         if child >= size:
             break
         right = child + 1
-        if right < size and _worse(
+        if right < size and worse(
             heap_value[right], heap_index[right], heap_value[child], heap_index[child]
         ):
             child = right  # the worse of the two children
-        if not _worse(heap_value[child], heap_index[child], value, index):
+        if not worse(heap_value[child], heap_index[child], value, index):
             break  # no child is worse than the new item: it belongs here
         heap_value[j], heap_index[j] = heap_value[child], heap_index[child]
         j = child

@@ -13,6 +13,8 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
+from engine.kernels import worse
+
 
 def top_k(scores: np.ndarray, k: int, exclude: sp.csr_matrix | None = None) -> np.ndarray:
     """Indices of the ``k`` best items per row, best first.
@@ -75,4 +77,46 @@ def _best_per_row(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
                 best[p] = score
                 index[p] = j
                 floor = best[k - 1]
+    return items, top
+
+
+def merge_top_k(
+    top: tuple[np.ndarray, np.ndarray], extra: sp.csr_matrix
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, :func:`select_top_k`'s answer (``top``: items and scores) for the row with the
+    entries of ``extra`` taken out, and those entries put back: the top k of the whole row,
+    in the same order, read from k + the row's entries instead of the whole row.
+
+    For selections that differ only in a few entries per row (the history's, under each
+    multiplier the trainer tries), the rest of each row is selected once.
+    """
+    items, scores = top
+    return _merge_per_row(
+        items.copy(), scores.copy(), extra.indptr, extra.indices, extra.data.astype(scores.dtype)
+    )
+
+
+@numba.njit(cache=True, nogil=True)
+def _merge_per_row(
+    items: np.ndarray,
+    top: np.ndarray,
+    indptr: np.ndarray,
+    extra_items: np.ndarray,
+    extra_scores: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Insert each row's extra entries into its sorted k best (in place), in ranking order."""
+    k = items.shape[1]
+    for r in range(items.shape[0]):
+        best, index = top[r], items[r]
+        for e in range(indptr[r], indptr[r + 1]):
+            score, item = extra_scores[e], extra_items[e]
+            if k == 0 or not worse(best[k - 1], index[k - 1], score, item):
+                continue
+            p = k - 1
+            while p > 0 and worse(best[p - 1], index[p - 1], score, item):
+                best[p] = best[p - 1]
+                index[p] = index[p - 1]
+                p -= 1
+            best[p] = score
+            index[p] = item
     return items, top

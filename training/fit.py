@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 
 import numpy as np
@@ -122,19 +122,22 @@ def fit_signals(
     device: Device = "auto",
     counted: CountedSignals | None = None,
     pool: Executor | None = None,
+    knn: Future[ItemKnnScorer] | None = None,
 ) -> Signals:
     """Fit every signal on ``events`` (which must all precede ``as_of``).
 
     ``warm_start``: factors fitted on a prefix of the same log (same vocabularies) to start ALS
     from; see :func:`fit_factors`. ``feedback``: see :func:`count_signals`. ``counted``: what
     :func:`count_signals` already gave for these events. ``pool``: where the kNN is fitted,
-    beside the factors (ALS leaves part of the cores idle), instead of before them.
+    beside the factors (ALS leaves part of the cores idle), instead of before them. ``knn``:
+    the kNN of ``counted``, already on its way (the caller started it earlier still).
     """
     if counted is None:
         counted = count_signals(events, params, as_of=as_of, feedback=feedback)
     elif counted.as_of != as_of:
         raise ValueError("the counted signals are of another moment than the fit's")
-    knn = None if pool is None else pool.submit(counted.item_knn, params.knn, threads)
+    if knn is None and pool is not None:
+        knn = pool.submit(counted.item_knn, params.knn, threads)
     factors = fit_factors(
         counted.matrix,
         params.factors,

@@ -5,12 +5,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
 import training.evaluate as evaluate_module
+import training.fit as fit_module
 import training.fusion as fusion_module
 from engine.matrix import SECONDS_PER_DAY, InteractionMatrix, Interactions, PurchaseHistory
 from engine.models import FEATURES, FactorScorer, RepeatAwareScorer
@@ -537,19 +539,45 @@ def test_signals_fitted_beside_other_work_are_the_signals_fitted_in_turn() -> No
     plain = fit_signals(events, params, as_of=as_of, threads=1)
     with ThreadPoolExecutor(1) as pool:
         counted = pool.submit(count_signals, events, params, as_of=as_of)
-        beside = fit_signals(
-            events, params, as_of=as_of, threads=1, counted=counted.result(), pool=pool
-        )
-    for a, b in [
-        (plain.factors.item_factors, beside.factors.item_factors),
-        (plain.factors.user_factors, beside.factors.user_factors),
-        (plain.popularity, beside.popularity),
-        (plain.trending, beside.trending),
-    ]:
-        np.testing.assert_array_equal(a, b)
-    assert (plain.knn.similarity != beside.knn.similarity).nnz == 0
-    assert (plain.history.counts != beside.history.counts).nnz == 0
-    assert plain.confidence_scale == beside.confidence_scale
+        knn = pool.submit(lambda: counted.result().item_knn(params.knn, 1))
+        fitted = [
+            fit_signals(
+                events, params, as_of=as_of, threads=1, counted=counted.result(), pool=pool
+            ),
+            fit_signals(events, params, as_of=as_of, threads=1, counted=counted.result(), knn=knn),
+        ]
+    for beside in fitted:
+        for a, b in [
+            (plain.factors.item_factors, beside.factors.item_factors),
+            (plain.factors.user_factors, beside.factors.user_factors),
+            (plain.popularity, beside.popularity),
+            (plain.trending, beside.trending),
+        ]:
+            np.testing.assert_array_equal(a, b)
+        assert (plain.knn.similarity != beside.knn.similarity).nnz == 0
+        assert (plain.history.counts != beside.history.counts).nnz == 0
+        assert plain.confidence_scale == beside.confidence_scale
+
+
+def test_both_fits_knn_are_fitted_before_the_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The final fit's kNN waits on nothing but its counts: fitted beside the validation sweeps,
+    # it does not queue behind the weights on the background thread and hold up the end of the
+    # fit (at 1.17M lines the weights take as long as the final sweeps beside them).
+    calls: list[str] = []
+    knn, weights = fit_module.fit_item_knn, fusion_module.fusion_weights
+
+    def record(name: str, fn: Any) -> Any:
+        return lambda *args, **kwargs: (calls.append(name), fn(*args, **kwargs))[1]
+
+    monkeypatch.setattr(fit_module, "fit_item_knn", record("knn", knn))
+    monkeypatch.setattr(fusion_module, "fusion_weights", record("weights", weights))
+    rng = np.random.default_rng(8)
+    rows = [(u, int(i), float(d)) for u in range(30) for i, d in zip(
+        rng.integers(0, 20, 8), rng.uniform(0, 60, 8), strict=True
+    )]  # fmt: skip
+    params = ModelParams(factors=FactorParams(factors=4, iterations=4), seed=2)
+    fit_repeat_aware(_events(30, 20, rows), params, as_of=T0 + 61 * DAY, threads=1)
+    assert calls == ["knn", "knn", "weights"]
 
 
 def test_signals_counted_for_another_moment_are_refused() -> None:

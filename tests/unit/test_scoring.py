@@ -1,5 +1,5 @@
-"""top_k and select_top_k: order, ties by index, short catalogs and exclusion, against a full
-sort."""
+"""top_k, select_top_k and merge_top_k: order, ties by index, short catalogs and exclusion,
+against a full sort."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import scipy.sparse as sp
 from ranking import full_sort_top_k
 
-from engine.scoring import select_top_k, top_k
+from engine.scoring import merge_top_k, select_top_k, top_k
 
 
 def _mask(rows: list[list[int]], n_items: int) -> sp.csr_matrix:
@@ -158,3 +158,38 @@ def test_nan_scores_are_never_selected() -> None:
     items, values = select_top_k(scores, 3)
     assert items.tolist() == [[3, 1, -1], [-1, -1, -1]]
     assert values[0, :2].tolist() == [np.float32(0.7), np.float32(0.5)]
+
+
+@pytest.mark.parametrize("n_items", [1, 7, 63, 1000])
+@pytest.mark.parametrize("k", [1, 10])
+@pytest.mark.parametrize("kind", ["distinct", "ties", "extras only", "no extras", "nan and -inf"])
+def test_merging_a_rows_entries_back_equals_selecting_the_whole_row(
+    n_items: int, k: int, kind: str
+) -> None:
+    rng = np.random.default_rng(n_items * 10 + k)
+    scores = rng.standard_normal((40, n_items)).astype(np.float32)
+    if kind == "ties":
+        scores = np.round(scores * 2).astype(np.float32)
+    share = {"extras only": 1.0, "no extras": 0.0}.get(kind, 0.2)
+    taken = rng.random(scores.shape) < share
+    taken[0] = False  # a row without entries to merge
+    taken[1] = True  # a row made of them alone
+    if kind == "nan and -inf":
+        scores[rng.random(scores.shape) < 0.3] = np.nan
+        scores[rng.random(scores.shape) < 0.3] = -np.inf
+    rows, cols = np.nonzero(taken)
+    extra = sp.csr_matrix((scores[rows, cols], (rows, cols)), shape=scores.shape)
+    rest = scores.copy()
+    rest[taken] = -np.inf
+    items, values = merge_top_k(select_top_k(rest, k), extra)
+    expected, expected_values = select_top_k(scores.copy(), k)
+    np.testing.assert_array_equal(items, expected)
+    np.testing.assert_array_equal(values, expected_values)
+
+
+def test_merging_leaves_the_selection_it_was_given_as_it_was() -> None:
+    top = select_top_k(np.array([[3.0, 1.0, 2.0]], np.float32), 2)
+    before = (top[0].copy(), top[1].copy())
+    merge_top_k(top, sp.csr_matrix(np.array([[0.0, 5.0, 0.0]], np.float32)))
+    np.testing.assert_array_equal(top[0], before[0])
+    np.testing.assert_array_equal(top[1], before[1])
