@@ -117,19 +117,21 @@ def _convert(
     """
     columns = {role: raw[name] for role, name in mapping.items() if name in raw.column_names}
     label = {role: f"{source}: column {mapping[role]!r}" for role in columns}
-    # One task per column: those the duplicate search needs first, then the slow
-    # conversions (free text, ids) before the quick ones, so the pool drains evenly.
+    # One task per column, slowest first so that the pool drains evenly: those the duplicate
+    # search needs, then the ids with the most distinct values (baskets, customers), then the
+    # search itself (it waits on the item ids), then the rest. At 10M lines the baskets' ids
+    # (0.9 s) came last and left one worker idle for as long: 2.6 -> 2.2 s to convert.
     plan: dict[str, Callable[[pa.ChunkedArray], Any]] = {
         "time": lambda column: to_times(column, fmt.time_format, label["time"]),
         "item": lambda column: to_ids(column, upper=fmt.upper_items, numeric=fmt.numeric_ids),
+        "quantity": lambda column: to_numbers(column, label["quantity"]),
+        "basket": lambda column: to_ids(column, numeric=fmt.numeric_ids),
+        "user": lambda column: to_ids(column, numeric=fmt.numeric_ids),
         "description": to_text,
         "category": to_text,
-        "user": lambda column: to_ids(column, numeric=fmt.numeric_ids),
-        "basket": lambda column: to_ids(column, numeric=fmt.numeric_ids),
-        "quantity": lambda column: to_numbers(column, label["quantity"]),
         "price": lambda column: to_numbers(column, label["price"]),
     }
-    first = [role for role in ("time", "item", "quantity") if role in columns]
+    first = [r for r in ("time", "item", "quantity", "basket", "user") if r in columns]
     tasks: dict[str, Future[Any]] = {role: pool.submit(plan[role], columns[role]) for role in first}
     candidates = pool.submit(
         lambda: duplicates.candidates(
