@@ -367,16 +367,40 @@ def fold_in(
 
 
 @numba.njit(cache=True, nogil=True)
+def _is_due(count: float, last: float, first: float, now: float) -> bool:
+    """Due for re-purchase: bought at least twice at different moments, and the usual interval
+    has passed since the last time (:meth:`engine.matrix.PurchaseHistory.due`)."""
+    repeated = count >= 2 and last > first
+    return repeated and now - last >= (last - first) / (count - 1)
+
+
+@numba.njit(cache=True, nogil=True)
 def due_flags(count: np.ndarray, last: np.ndarray, first: np.ndarray, now: float) -> np.ndarray:
-    """Per item a customer bought: due for re-purchase (bought at least twice at different
-    moments, and their usual interval has passed since the last time), the rule of
-    :meth:`engine.matrix.PurchaseHistory.due`; one call instead of five numpy passes on every
-    known customer's request."""
+    """Per item a customer bought: due for re-purchase (:func:`_is_due`); one call instead of
+    five numpy passes."""
     out = np.empty(count.shape[0], np.bool_)
     for i in range(count.shape[0]):
-        repeated = count[i] >= 2 and last[i] > first[i]
-        out[i] = repeated and now - last[i] >= (last[i] - first[i]) / (count[i] - 1)
+        out[i] = _is_due(count[i], last[i], first[i], now)
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def hide_not_due(
+    allowed: np.ndarray,
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    count: np.ndarray,
+    last: np.ndarray,
+    first: np.ndarray,
+    user: int,
+    now: float,
+) -> None:
+    """Clear ``allowed`` at the items ``user`` bought that are not due again (the purchase
+    history's CSR arrays, whole): a known customer's request's rule in one call, where slicing
+    the rows, flagging, selecting and assigning took four (about 10 µs under load)."""
+    for p in range(indptr[user], indptr[user + 1]):
+        if not _is_due(count[p], last[p], first[p], now):
+            allowed[indices[p]] = False
 
 
 @numba.njit(cache=True, nogil=True)

@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 from implicit.nearest_neighbours import bm25_weight
 
-from engine.kernels import due_flags
+from engine.kernels import due_flags, hide_not_due
 from engine.vocab import Vocabulary
 
 SECONDS_PER_DAY = 86_400
@@ -217,6 +217,20 @@ class PurchaseHistory:
         """Items of ``user`` bought and not (yet) due again: what serving leaves out."""
         items, due = self._due_mask(user, now)
         return items[~due]
+
+    def hide_not_due(self, allowed: np.ndarray, user: int, now: float) -> None:
+        """Clear ``allowed`` (one flag per item) at the items of :meth:`not_due`, in place."""
+        counts = self.counts
+        hide_not_due(
+            allowed,
+            counts.indptr,
+            counts.indices,
+            counts.data,
+            self.last_time.data,
+            self.first_time.data,
+            user,
+            now,
+        )
 
     def _due_mask(self, user: int, now: float) -> tuple[np.ndarray, np.ndarray]:
         lo, hi = self.counts.indptr[user], self.counts.indptr[user + 1]

@@ -386,7 +386,7 @@ class Recommender:
         allowed = self._available(unavailable)
         if row is not None:
             # Past purchases are left out until due again (buy-again).
-            allowed[model.scorer.history.not_due(row, now)] = False
+            model.scorer.history.hide_not_due(allowed, row, now)
         if profile.bought:
             allowed[_known(model, profile.bought)] = False
         if context is not None:

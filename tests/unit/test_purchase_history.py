@@ -137,6 +137,18 @@ def test_not_due_is_the_rest_of_what_the_user_bought(history: PurchaseHistory, d
         assert due | not_due == set(history.items_of(user).tolist())
 
 
+@pytest.mark.parametrize("day", [0, 5, 12, 40, 400])
+def test_hiding_what_is_not_due_clears_exactly_those_items(
+    history: PurchaseHistory, day: float
+) -> None:
+    for user in range(len(USERS)):
+        allowed = np.ones(len(ITEMS), dtype=bool)
+        allowed[0] = False  # flags already cleared stay cleared
+        history.hide_not_due(allowed, user, _at(day))
+        hidden = set(np.flatnonzero(~allowed).tolist())
+        assert hidden == set(history.not_due(user, _at(day)).tolist()) | {0}
+
+
 def test_events_in_time_order_build_the_same_history(history: PurchaseHistory) -> None:
     """Time-ordered events (what the trainer passes) and ROWS, out of time order, give the
     same canonical matrices."""

@@ -121,7 +121,7 @@ def test_loading_a_model_compiles_every_kernel_a_request_calls(models_dir: Path)
         "add_session_term",
         "add_customer_terms",
         "fold_in",
-        "due_flags",
+        "hide_not_due",
         "closest_rows",
         "row_entries",
     ]
