@@ -225,13 +225,16 @@ def run(coroutine: Any) -> Any:
     during a run): every request due meanwhile waited, and an open-loop run charges that wait
     to the server. Frozen, a collection walks only what the load itself allocates.
     """
+    runner: Callable[[Any], Any]
+    try:
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:
+        runner = asyncio.run
     gc.collect()
     gc.freeze()
     try:
-        try:
-            import uvloop
-        except ImportError:
-            return asyncio.run(coroutine)
-        return uvloop.run(coroutine)
+        return runner(coroutine)
     finally:
         gc.unfreeze()

@@ -53,7 +53,7 @@ from benchmarks import loadgen
 from benchmarks.fixtures import ONLINE_RETAIL, REPO, retail_model
 from benchmarks.http_latency import LoadSpec, engine_cases
 from benchmarks.loadgen import Request, load
-from benchmarks.servers import HOST, cpu_seconds, engine_server, free_port, redis_server
+from benchmarks.servers import HOST, cpu_seconds, engine_server, free_port, private_redis
 
 OUT = REPO / "benchmarks" / "results" / "profiles"
 DEFAULT_CASE = "GET recs, known customer"  # the worst case of the throughput target
@@ -121,15 +121,7 @@ def _served(models: Path | None, store: str, work: Path) -> Iterator[tuple[int, 
         print("training the default model on Online Retail ...", file=sys.stderr)
         models = retail_model(work / "models")
     with contextlib.ExitStack() as stack:
-        url = None
-        if store == "redis":
-            binary = shutil.which("redis-server")
-            if binary is None:
-                raise SystemExit("redis-server not found on PATH (or use --store memory)")
-            redis_port = free_port()
-            (work / "redis").mkdir()
-            stack.enter_context(redis_server(binary, redis_port, work / "redis"))
-            url = f"redis://{HOST}:{redis_port}/0"
+        url = stack.enter_context(private_redis(work)) if store == "redis" else None
         port = free_port()
         process = stack.enter_context(engine_server(models, port, work / "serve.log", url, 1))
         yield port, process.pid, models

@@ -67,7 +67,7 @@ from benchmarks.servers import (
     HOST,
     engine_server,
     free_port,
-    redis_server,
+    private_redis,
     stop_servers_on_sigterm,
 )
 from engine.model import load_model
@@ -308,13 +308,8 @@ def run(
             return ranks, sent, time.perf_counter() - start
 
     if redis:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("--redis: no redis-server on PATH")
-        redis_port = free_port()
-        (work / "redis").mkdir()
-        with redis_server(binary, redis_port, work / "redis"):
-            ranks, sent, seconds = serve(f"redis://{HOST}:{redis_port}/0")
+        with private_redis(work) as url:
+            ranks, sent, seconds = serve(url)
     else:
         ranks, sent, seconds = serve(None)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -166,6 +167,18 @@ def redis_server(
     command = [binary, "--port", str(port), "--bind", HOST, "--save", "",
                "--appendonly", "no", "--dir", str(directory), "--daemonize", "no"]  # fmt: skip
     return running(command, directory / "redis.log", redis_pongs(port))
+
+
+@contextlib.contextmanager
+def private_redis(work: Path) -> Iterator[str]:
+    """:func:`redis_server` from PATH on a free port, in ``work / "redis"``; its URL."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server not found on PATH: install redis-server (Debian)")
+    port = free_port()
+    (work / "redis").mkdir()
+    with redis_server(binary, port, work / "redis"):
+        yield f"redis://{HOST}:{port}/0"
 
 
 def _exit(signum: int, frame: object) -> NoReturn:

@@ -250,11 +250,14 @@ def history_scale(
         block = slice(lo, lo + size)
         scores = scorer.score_without_history(users[block], as_of)
         rows, cols, history = scorer.history_terms(users[block], as_of)
-        base = scores[rows, cols]
-        scores[rows, cols] = -np.inf
+        own = sp.csr_matrix((history, (rows, cols)), shape=scores.shape)  # converted once
+        history = own.data.copy()  # in the matrix's order, as are the cells below
+        cells = (np.repeat(np.arange(own.shape[0]), np.diff(own.indptr)), own.indices)
+        base = scores[cells]
+        scores[cells] = -np.inf
         rest = select_top_k(scores, k)
         for i, scale in enumerate(HISTORY_SCALES):
-            own = sp.csr_matrix((base + scale * history, (rows, cols)), shape=scores.shape)
+            own.data = base + scale * history
             per_user[i, block] = ndcg_per_row(merge_top_k(rest, own)[0], truth[block])
     return _chosen_scale(per_user)
 
