@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from engine.block_kernels import product_rows
+
 
 class FactorScorer:
     """Dot product of a user's latent vector with every item's (ALS or BPR factors)."""
@@ -42,5 +44,19 @@ class ItemKnnScorer:
     def n_items(self) -> int:
         return self.similarity.shape[0]
 
+    @property
+    def product_dtype(self) -> np.dtype:
+        """The dtype scipy's ``user_items @ similarity`` has: what its sums are rounded to."""
+        return np.result_type(self.user_items.dtype, self.similarity.dtype)
+
     def score(self, users: np.ndarray, as_of: int) -> np.ndarray:
-        return np.asarray((self.user_items[users] @ self.similarity).todense(), dtype=np.float32)
+        """The users' rows of ``user_items @ similarity``, dense: summed into the block directly
+        (:func:`~engine.block_kernels.product_rows`; scipy's product, then densified, took twice
+        as long for 1,024 customers of Online Retail), the same values."""
+        out = np.zeros((len(users), self.n_items), dtype=self.product_dtype)
+        a, b = self.user_items, self.similarity
+        product_rows(
+            a.indptr, a.indices, a.data, np.asarray(users, dtype=np.int64),
+            b.indptr, b.indices, b.data, out,
+        )  # fmt: skip
+        return out.astype(np.float32, copy=False)

