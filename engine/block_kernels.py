@@ -85,8 +85,8 @@ def scaled_product_at(
         top = scratch.max()
         for s in range(starts[r], starts[r + 1]):
             p = order[s]
-            value = np.float32(scratch[pair_columns[p]])
-            out[p] = value / np.float32(top) if top > 0 else value
+            value = np.float32(scratch[pair_columns[p]])  # then divided as numpy would
+            out[p] = value / top if top > 0 else value
         scratch[:] = 0
     return out
 

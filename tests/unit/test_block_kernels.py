@@ -52,9 +52,10 @@ def test_product_rows_adds_to_what_the_block_holds() -> None:
     np.testing.assert_allclose(out - 1.0, (counts[users] @ similarity).toarray(), atol=1e-6)
 
 
-@pytest.mark.parametrize("signed", [False, True])
-def test_scaled_product_at_is_the_scaled_rows_at_the_pairs(signed: bool) -> None:
-    counts, similarity = _matrices(2, signed=signed)
+@pytest.mark.parametrize(("signed", "user_dtype"), [(False, np.float32), (True, np.float32),
+                                                    (False, np.float64)])  # fmt: skip
+def test_scaled_product_at_is_the_scaled_rows_at_the_pairs(signed: bool, user_dtype: type) -> None:
+    counts, similarity = _matrices(2, user_dtype, signed=signed)
     rng = np.random.default_rng(3)
     users = np.sort(rng.choice(N_USERS, 30, replace=False)).astype(np.int64)
     rows = rng.integers(0, len(users), 500)
@@ -64,7 +65,7 @@ def test_scaled_product_at_is_the_scaled_rows_at_the_pairs(signed: bool) -> None
     top = product.max(axis=1).toarray().ravel()
     value = np.asarray(product[rows, items], dtype=np.float32).ravel()
     expected = np.divide(value, top[rows], out=value, where=top[rows] > 0)
-    scratch = np.zeros(N_ITEMS, dtype=np.float32)
+    scratch = np.zeros(N_ITEMS, dtype=product.dtype)
     got = scaled_product_at(
         counts.indptr, counts.indices, counts.data, users,
         similarity.indptr, similarity.indices, similarity.data, rows, items, scratch,
