@@ -94,11 +94,14 @@ def _top_partners(
                     n_touched += 1
                 counts[other] += 1
         kept = touched[:n_touched][counts[touched[:n_touched]] >= min_support]
-        kept.sort()
         if kept.shape[0] > per_item:
-            best = top_allowed(counts[kept], np.ones(kept.shape[0], np.bool_), per_item)
-            best.sort()
-            kept = kept[best]
+            # Support first, the lower index on ties: one key per partner (exact in float64
+            # while baskets x items stays below 2^53), so only the chosen few are sorted by
+            # index; sorting every kept partner first was a third of the pass (Online Retail
+            # 0.187 -> 0.124 s, the same pairs).
+            key = counts[kept] * np.float64(n_items) + (n_items - 1 - kept)
+            kept = kept[top_allowed(key, np.ones(kept.shape[0], np.bool_), per_item)]
+        kept.sort()
         for other in kept:
             partners[size] = other
             support[size] = counts[other]

@@ -106,3 +106,29 @@ def test_an_empty_log_has_no_pairs() -> None:
     assert result.pairs.nnz == 0
     np.testing.assert_array_equal(result.item_baskets, np.zeros(len(ITEMS)))
     assert result.baskets == 0
+
+
+@pytest.mark.parametrize("per_item", [1, 3, 8])
+def test_pairs_match_a_dense_count_with_ties_to_the_lower_index(per_item: int) -> None:
+    """Many baskets of few items, so supports tie often and many items have more partners than
+    ``per_item``: each row must be the ``per_item`` partners with the highest support, the lower
+    index first on ties, in index order."""
+    rng = np.random.default_rng(per_item)
+    n_items, n_baskets = 30, 400
+    baskets = np.repeat(np.arange(n_baskets), rng.integers(1, 6, n_baskets))
+    items = rng.integers(0, n_items, len(baskets)).astype(np.int32)
+    incidence = np.zeros((n_baskets, n_items), dtype=np.int64)
+    incidence[baskets, items] = 1
+    together = incidence.T @ incidence
+    np.fill_diagonal(together, 0)
+    got = basket_pairs(baskets, items, n_items, min_support=2, per_item=per_item).pairs
+    truncated = 0
+    for item in range(n_items):
+        partners = np.flatnonzero(together[item] >= 2)
+        order = np.lexsort((partners, -together[item, partners]))  # support down, index up
+        expected = np.sort(partners[order][:per_item])
+        truncated += len(partners) > per_item
+        row = slice(got.indptr[item], got.indptr[item + 1])
+        assert got.indices[row].tolist() == expected.tolist()
+        assert got.data[row].tolist() == together[item, expected].tolist()
+    assert truncated > n_items // 2, "most rows are cut to per_item, where the ties matter"
