@@ -292,8 +292,14 @@ def _history_entries(
                 first[s] = min(first[s], t)
                 last[s] = max(last[s], t)
         if size - begin > 1:
-            order = np.argsort(columns[begin:size]) + begin
-            columns[begin:size] = columns[order]
+            # The columns sorted, then each one's entry found through its slot: not
+            # np.argsort, whose compiled quicksort takes the same arguments as the plain sort
+            # other cached kernels use; symbols numbered apart in two processes can collide
+            # once both caches are loaded in a third, and the call then runs the wrong sort
+            # (a segfault seen in the test suite; numba issues 6061 and 10128).
+            ordered = np.sort(columns[begin:size])
+            order = slot[ordered]
+            columns[begin:size] = ordered
             counts[begin:size] = counts[order]
             first[begin:size] = first[order]
             last[begin:size] = last[order]
