@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from training.metrics import ndcg_per_row, ranking_metrics
+from training.metrics import isin_sorted, ndcg_per_row, ranking_metrics
 
 G = 1 / math.log2(3)  # discount of rank 2
 
@@ -112,3 +112,13 @@ def test_no_users_gives_zeros() -> None:
     assert m["users"] == 0
     assert m["ndcg@5"] == 0.0
     assert m["coverage@5"] == 0.0
+
+
+def test_isin_sorted_is_isin_for_ascending_keys() -> None:
+    rng = np.random.default_rng(0)
+    keys = np.unique(rng.integers(0, 1_000, 300))
+    values = rng.integers(-5, 1_005, (40, 25))  # below, inside and past the keys
+    np.testing.assert_array_equal(isin_sorted(values, keys), np.isin(values, keys))
+    assert isin_sorted(values, keys).any() and not isin_sorted(values, keys).all()
+    assert not isin_sorted(values, keys[:0]).any()
+    assert isin_sorted(values, keys[:0]).shape == values.shape
