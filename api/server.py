@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Iterable
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from api.settings import ApiSettings
+from engine.transport import CoalescedWrites
 
 PROTOCOL = "api.server:BoundedHttpToolsProtocol"
 DEFAULT_MAX_HEAD_BYTES = 16 * 1024  # uvicorn's h11 default
@@ -51,45 +51,6 @@ def _response(status: bytes, text: str) -> bytes:
     return head + body
 
 
-class _CoalescedWrites:
-    """A connection's transport, with the writes of one turn of the event loop sent together.
-
-    Each write is held until the end of the loop's turn (or a close), then every one held goes
-    out in a single send, in order: a response's head and body leave as one packet. Everything
-    but writing and closing is the transport's own.
-    """
-
-    __slots__ = ("_held", "_loop", "_transport")
-
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
-        self._transport = transport
-        self._loop = loop
-        self._held: list[bytes] = []
-
-    def write(self, data: bytes) -> None:
-        if not self._held:
-            self._loop.call_soon(self.flush)
-        self._held.append(data)
-
-    def writelines(self, lines: Iterable[bytes]) -> None:
-        for data in lines:
-            self.write(data)
-
-    def flush(self) -> None:
-        if self._held:
-            data = b"".join(self._held)
-            self._held.clear()
-            if not self._transport.is_closing():
-                self._transport.write(data)
-
-    def close(self) -> None:
-        self.flush()
-        self._transport.close()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
-
-
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with a request deadline and a bounded request head."""
 
@@ -106,7 +67,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         # Every write goes through it, the protocol's own (errors, 408, 431) too, so responses
         # to pipelined requests stay in order. Two sends a response cost the server about 20 us
         # of CPU over one, a tenth of a recommendation (python -m benchmarks.http_latency).
-        self.transport = _CoalescedWrites(transport, self.loop)  # type: ignore[assignment]
+        self.transport = CoalescedWrites(transport, self.loop)  # type: ignore[assignment]
         self._begin()
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -69,6 +69,31 @@ async def test_calls_in_flight_each_get_their_own_profile(
         await store.close()
 
 
+async def test_the_reads_of_one_turn_leave_in_one_send(redis_url: str) -> None:
+    store = _store(redis_url)
+    try:
+        items = await _visitors(store, 50)
+        await store.context("warm")  # connected, and the read script loaded
+        pipelined = store._pipelined
+        assert pipelined is not None and pipelined._protocol is not None
+        socket_transport = pipelined._protocol._transport._transport  # under the coalescing
+        sends: list[bytes] = []
+        write = socket_transport.write
+
+        def counted(data: bytes) -> None:
+            sends.append(bytes(data))
+            write(data)
+
+        socket_transport.write = counted
+        replies = await asyncio.gather(*(store.context(v) for v in items))
+        assert len(sends) == 1
+        assert [[e.item_id for e in profile.recent] for profile, _ in replies] == [
+            [item] for item in items.values()
+        ]
+    finally:
+        await store.close()
+
+
 async def test_flushed_scripts_and_killed_connections_are_recovered(
     redis_url: str, admin: Redis
 ) -> None:

@@ -1,11 +1,11 @@
-"""The server's transport wrapper: a turn's writes leave in one send, in order, and none is lost."""
+"""The coalescing transport: a turn's writes leave in one send, in order, and none is lost."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
-from api.server import _CoalescedWrites
+from engine.transport import CoalescedWrites
 
 
 class RecordingTransport(asyncio.Transport):
@@ -37,7 +37,7 @@ async def _next_turn() -> None:
 
 async def test_a_turns_writes_leave_in_one_send_at_its_end() -> None:
     transport = RecordingTransport()
-    writes = _CoalescedWrites(transport, asyncio.get_running_loop())
+    writes = CoalescedWrites(transport, asyncio.get_running_loop())
     writes.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
     writes.write(b"{}")
     assert transport.sends == []  # held until the loop's turn ends
@@ -51,7 +51,7 @@ async def test_a_turns_writes_leave_in_one_send_at_its_end() -> None:
 
 async def test_close_sends_what_is_held_first_and_later_writes_are_dropped() -> None:
     transport = RecordingTransport()
-    writes = _CoalescedWrites(transport, asyncio.get_running_loop())
+    writes = CoalescedWrites(transport, asyncio.get_running_loop())
     writes.write(b"HTTP/1.1 408 Request Timeout\r\n\r\n")
     writes.close()
     assert transport.sends == [b"HTTP/1.1 408 Request Timeout\r\n\r\n"]
@@ -64,7 +64,7 @@ async def test_close_sends_what_is_held_first_and_later_writes_are_dropped() -> 
 
 async def test_a_transport_closed_underneath_gets_nothing_more() -> None:
     transport = RecordingTransport()
-    writes = _CoalescedWrites(transport, asyncio.get_running_loop())
+    writes = CoalescedWrites(transport, asyncio.get_running_loop())
     writes.write(b"partial")
     transport.close()  # e.g. aborted by the protocol's own transport handle
     await _next_turn()
@@ -73,6 +73,6 @@ async def test_a_transport_closed_underneath_gets_nothing_more() -> None:
 
 async def test_everything_else_is_the_transports_own() -> None:
     transport = RecordingTransport()
-    writes = _CoalescedWrites(transport, asyncio.get_running_loop())
+    writes = CoalescedWrites(transport, asyncio.get_running_loop())
     assert writes.get_extra_info("sockname") == ("127.0.0.1", 8000)
     assert writes.get_extra_info("peername", "none") == "none"
