@@ -10,9 +10,10 @@ their futures queued, and every reply (parsed by hiredis, which redis-py itself 
 the oldest future. The calls of one turn of the event loop (the reads of the requests it
 started) leave in one send (:mod:`engine.transport`): a request with a 20-click session then
 costs the server 236 instead of 246 microseconds of CPU (medians of 7 alternating rounds of
-``python -m benchmarks.profile serve``, 8 in flight). A recommendation's whole read (the store's ``context``: script call and
-parse) takes 17-20 microseconds of CPU this way against 47-54 through redis-py (8 and 1 calls in
-flight, one process against a private redis-server, on a quiet hour of a shared 2-core host).
+``python -m benchmarks.profile serve``, 8 in flight). A recommendation's whole read (the
+store's ``context``: script call and parse) takes 17-20 microseconds of CPU this way against
+47-54 through redis-py (8 and 1 calls in flight, one process against a private redis-server,
+on a quiet hour of a shared 2-core host).
 
 Narrow on purpose: plain TCP (``redis://``) or a Unix socket (``unix://``), one server. An
 error reply comes back as redis-py's exception for it (``NoScriptError`` for a script the

@@ -9,9 +9,11 @@ import scipy.sparse as sp
 from engine.kernels import (
     add_session_term,
     add_unit_range,
+    closest_rows,
     first_allowed,
     item_dots,
     item_dots_pair,
+    row_entries,
     row_members,
     sparse_row_sum,
     top_allowed,
@@ -170,3 +172,29 @@ def test_row_members_concatenates_the_chosen_rows_in_order() -> None:
     assert row_members(indptr, values, np.array([2, 0])).tolist() == [3, 1, 2, 4, 0]
     assert row_members(indptr, values, np.array([1, 3, 3])).tolist() == [5, 5]  # repeats kept
     assert row_members(indptr, values, np.array([], np.int64)).tolist() == []
+
+
+def test_page_lookups_match_comparing_every_entry_with_every_item() -> None:
+    """The "because you viewed" source (earlier rows win ties) and the history's value of each
+    page item, against the definition: every entry compared with every item. Pages repeat
+    items, and rows repeat values, so ties and duplicates are the rule."""
+    rng = np.random.default_rng(11)
+    for _ in range(300):
+        n = int(rng.integers(1, 40))
+        matrix = sp.random(n, n, density=0.3, format="csr", random_state=rng)
+        matrix.data = rng.integers(1, 4, matrix.nnz).astype(np.float64)  # tied similarities
+        rows = rng.choice(n, int(rng.integers(0, n + 1)), replace=False)
+        items = rng.integers(0, n, int(rng.integers(0, 12)))
+        best, best_value = [-1] * len(items), [0.0] * len(items)
+        for row in rows:
+            for j in range(matrix.indptr[row], matrix.indptr[row + 1]):
+                for p, item in enumerate(items):
+                    if item == matrix.indices[j] and matrix.data[j] > best_value[p]:
+                        best[p], best_value[p] = int(row), matrix.data[j]
+        got = closest_rows(matrix.indptr, matrix.indices, matrix.data, rows, items)
+        assert got.tolist() == best
+        history = matrix[int(rng.integers(0, n))]
+        values = dict(zip(history.indices.tolist(), history.data.tolist(), strict=True))
+        assert row_entries(history.indices, history.data, items).tolist() == [
+            values.get(int(item), 0.0) for item in items
+        ]
