@@ -416,12 +416,12 @@ def _page_positions(items: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.uint6
 
 
 @numba.njit(cache=True, nogil=True)
-def _first_on_page(page: np.ndarray, bits: np.uint64, column: int) -> int:
-    """The first index of ``column`` in the sorted ``page``, or its length if absent."""
+def _page_start(page: np.ndarray, bits: np.uint64, column: int) -> int:
+    """Where ``column``'s entries would start in the sorted ``page`` (its callers read on while
+    they equal it), or the page's length when the filter rules ``column`` out."""
     if not (bits >> np.uint64(column & 63)) & np.uint64(1):
         return page.shape[0]
-    k = int(np.searchsorted(page, column))
-    return k if k < page.shape[0] and page[k] == column else page.shape[0]
+    return int(np.searchsorted(page, column))
 
 
 @numba.njit(cache=True, nogil=True)
@@ -439,7 +439,7 @@ def closest_rows(
     for row in rows:
         for j in range(indptr[row], indptr[row + 1]):
             column, value = indices[j], data[j]
-            k = _first_on_page(page, bits, column)
+            k = _page_start(page, bits, column)
             while k < page.shape[0] and page[k] == column:
                 p = position[k]
                 if value > best_value[p]:
@@ -457,7 +457,7 @@ def row_entries(indices: np.ndarray, data: np.ndarray, items: np.ndarray) -> np.
     out = np.zeros(items.shape[0], np.float64)
     page, position, bits = _page_positions(items)
     for j in range(indices.shape[0]):
-        k = _first_on_page(page, bits, indices[j])
+        k = _page_start(page, bits, indices[j])
         while k < page.shape[0] and page[k] == indices[j]:
             out[position[k]] = data[j]
             k += 1
