@@ -182,9 +182,9 @@ class RepeatAwareScorer:
         """
         w = self._w
         if prior is None or user is not None:
-            scores, strength = self._item_prior.copy(), self.session_strength
+            scores, strength = _starting_scores(self._item_prior, rows), self.session_strength
         else:
-            scores = np.array(prior, dtype=np.float32)
+            scores = _starting_scores(prior, rows)
             strength = session_strength(prior) if strength is None else strength
         factors = self.factors.item_factors
         session_vector = session_vector.astype(np.float32, copy=False)
@@ -242,6 +242,18 @@ class RepeatAwareScorer:
         top = knn.max(axis=1, keepdims=True)
         np.divide(knn, top, out=knn, where=top > 0)
         return knn
+
+
+def _starting_scores(prior: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
+    """A float32 copy of ``prior`` to add a visitor's terms to: of ``rows`` only, if given,
+    the others left unset. On the 100k-item catalog an anonymous 20-click request (5,450
+    candidates) took about 50 us less this way than with a copy of the whole 400 KB prior
+    (docs/performance.md)."""
+    if rows is None:
+        return np.array(prior, dtype=np.float32)
+    scores = np.empty(len(prior), np.float32)
+    scores[rows] = prior[rows]
+    return scores
 
 
 def session_strength(prior: np.ndarray) -> float:
