@@ -9,10 +9,11 @@ MACHINE = {"node": "n", "cpus": 2, "processor": "x86_64", "python": "3.11", "bla
 
 
 def _http_row(
-    method: str, workers: int, ratio: float, p99_over: float, paced_over: float
+    method: str, workers: int, ratio: float, p99_over: float, paced_over: float, items: int = 3659
 ) -> dict[str, Any]:
+    server = "redis" if items < 100_000 else "redis, 100k items"
     return {
-        "server": "floor" if ratio is None else "redis", "workers": workers, "items": 3659,
+        "server": "floor" if ratio is None else server, "workers": workers, "items": items,
         "case": f"{method} x", "method": method, "requests": 10, "throughput_rps": 100.0,
         "p50_ms": 1.0, "p90_ms": 2.0, "p99_ms": 3.0, "errors": 0,
         "throughput_vs_floor": ratio, "p99_minus_floor_ms": p99_over,
@@ -32,16 +33,29 @@ def _target_row(text: str, start: str) -> str:
 
 
 def test_targets_are_judged_from_the_worst_case(tmp_path: Path) -> None:
+    """Over every case served, whatever its workers and catalog, naming the worst one."""
     http = {"load": {"rate": 400.0},
             "cases": [_http_row("GET", 1, 0.7, 2.0, 0.4), _http_row("GET", 1, 0.5, 1.0, 3.5),
-                      _http_row("POST", 1, 0.9, 1.5, 0.5)]}  # fmt: skip
+                      _http_row("GET", 2, 0.4, 0.5, 0.2, items=100_000),
+                      _http_row("POST", 1, 0.9, 1.5, 0.5),
+                      _http_row("POST", 2, 0.9, 0.5, 0.8, items=100_000)]}  # fmt: skip
     text = _write(tmp_path, {"http": http})
-    assert "50% | **missed**" in _target_row(text, "recommendations >= 60 %")
+    assert "40% (redis, 100k items, 2 workers: GET x) | **missed**" in _target_row(
+        text, "recommendations >= 60 %"
+    )
     # Latency targets at the fixed traffic; the saturated figures are shown beside them.
-    assert "+3.5 ms | **missed**" in _target_row(text, "recommendation p99 at 400 req/s")
-    assert "+0.5 ms | met" in _target_row(text, "click p99 at 400 req/s")
-    assert "+2.0 ms | met" in _target_row(text, "recommendation p99 at saturation")
-    assert "+1.5 ms | **missed**" in _target_row(text, "click p99 at saturation")
+    assert "+3.5 ms (redis, 1 worker: GET x) | **missed**" in _target_row(
+        text, "recommendation p99 at 400 req/s"
+    )
+    assert "+0.8 ms (redis, 100k items, 2 workers: POST x) | met" in _target_row(
+        text, "click p99 at 400 req/s"
+    )
+    assert "+2.0 ms (redis, 1 worker: GET x) | met" in _target_row(
+        text, "recommendation p99 at saturation"
+    )
+    assert "+1.5 ms (redis, 1 worker: POST x) | **missed**" in _target_row(
+        text, "click p99 at saturation"
+    )
     assert "not measured" in _target_row(text, "batch ingest")
     assert (tmp_path / "http_latency.png").stat().st_size > 0
     # p50, p90 and p99 of both runs, saturated and at the fixed rate.
@@ -58,7 +72,9 @@ def test_a_run_taking_turns_with_its_floor_is_judged_on_its_median_round(tmp_pat
     stalled["paced"].update(p99_ms=8.0, p99_ms_median_part=2.2,
                             median_part_p99_minus_floor_ms=0.6)  # fmt: skip
     text = _write(tmp_path, {"http": {"load": {"rate": 400.0}, "cases": [stalled]}})
-    assert "+0.6 ms | met" in _target_row(text, "recommendation p99 at 400 req/s, median of 5")
+    assert "+0.6 ms (redis, 1 worker: GET x) | met" in _target_row(
+        text, "recommendation p99 at 400 req/s, median of 5"
+    )
     assert "| 140 | 0.70 |" in text and "| 8.00 | 2.20 |" in text
 
 
