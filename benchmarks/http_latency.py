@@ -1,7 +1,8 @@
 """Request latency over HTTP on loopback: the engine's routes against a bare FastAPI floor.
 
     python -m benchmarks.http_latency [--quick] [--models DIR] [--requests N]
-        [--concurrency C] [--warmup W] [--max-seconds S] [--rate R] [--no-large] [--json OUT]
+        [--concurrency C] [--warmup W] [--max-seconds S] [--rate R] [--no-large]
+        [--server NAME ...] [--case TEXT ...] [--json OUT]
 
 Trains the default model on the shared Online Retail log when ``--models`` is not given. Starts,
 one at a time, each on a free 127.0.0.1 port and always stopped at the end:
@@ -230,7 +231,7 @@ def compare(rows: list[dict[str, Any]]) -> None:
         floor = row.get("floor_same_rounds") or floors.get((row["method"], row["workers"]))
         if row["server"] != "floor" and floor is not None:
             row["throughput_vs_floor"] = row["throughput_rps"] / floor["throughput_rps"]
-            if "server_cpu_us" in row and "server_cpu_us" in floor:
+            if row.get("server_cpu_us") and floor.get("server_cpu_us"):  # 0: under a 10 ms tick
                 row["server_cpu_vs_floor"] = row["server_cpu_us"] / floor["server_cpu_us"]
             row["p99_minus_floor_ms"] = row["p99_ms"] - floor["p99_ms"]
             if "paced" in row and "paced" in floor:
@@ -262,10 +263,23 @@ def worker_scaling(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+# The engine servers of a full run, by the name ``--server`` selects them with.
+SERVERS = ("memory", "redis", "redis-2w", "redis-100k")
+
+
 def run(
-    models: Path, work: Path, spec: LoadSpec = LoadSpec(), *, large: bool = True
+    models: Path,
+    work: Path,
+    spec: LoadSpec = LoadSpec(),
+    *,
+    large: bool = True,
+    servers: frozenset[str] = frozenset(SERVERS),
+    cases: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """Every server and case above; ``models`` is a models directory (its ``current``)."""
+    """Every server and case above; ``models`` is a models directory (its ``current``). Only
+    the engine ``servers`` named (:data:`SERVERS`) and, if ``cases`` is not empty, the cases
+    whose names contain one of them are run: a missed target's case again, against its floor
+    in the same rounds, in minutes rather than the whole run's quarter of an hour."""
     model = load_model(models)
     rows: list[dict[str, Any]] = []
 
@@ -275,15 +289,15 @@ def run(
                          "method": name.split()[0], **stats})  # fmt: skip
 
     # The floors stay up, idle, to take turns with the engine servers.
-    with contextlib.ExitStack() as servers:
+    with contextlib.ExitStack() as running:
         floors: dict[int, Floor] = {}
         for workers in (1, 2):
             port = free_port()
             log = work / f"floor-{workers}.log"
-            pid = servers.enter_context(uvicorn_server(port, log, workers)).pid
-            cases = floor_cases()
-            add("floor", workers, 0, measure(port, pid, cases, spec))
-            floors[workers] = Floor(port, {name.split()[0]: c for name, c in cases.items()}, pid)
+            pid = running.enter_context(uvicorn_server(port, log, workers)).pid
+            bare = floor_cases()
+            add("floor", workers, 0, measure(port, pid, bare, spec))
+            floors[workers] = Floor(port, {name.split()[0]: c for name, c in bare.items()}, pid)
 
         def engine(server: str, served: Path, redis_url: str | None, workers: int) -> None:
             port = free_port()
@@ -291,24 +305,31 @@ def run(
             with engine_server(served, port, log, redis_url, workers) as process:
                 served_model = load_model(served, verify=False)
                 customers = np.random.default_rng(0).permutation(served_model.users.ids)
-                cases = engine_cases(port, [str(c) for c in customers], spec)
+                chosen = {
+                    name: case
+                    for name, case in engine_cases(port, [str(c) for c in customers], spec).items()
+                    if not cases or any(part in name for part in cases)
+                }
                 add(server, workers, len(served_model.items),
-                    measure(port, process.pid, cases, spec, floors[workers]))  # fmt: skip
+                    measure(port, process.pid, chosen, spec, floors[workers]))  # fmt: skip
 
-        engine("memory", models, None, 1)
+        if "memory" in servers:
+            engine("memory", models, None, 1)
         skipped = None
         binary = shutil.which("redis-server")
         if binary is None:
             skipped = "redis-server not found on PATH: the Redis cases are skipped"
             print(f"note: {skipped}", file=sys.stderr)
-        else:
+        elif servers & {"redis", "redis-2w", "redis-100k"}:
             redis_port = free_port()
             (work / "redis").mkdir()
             with redis_server(binary, redis_port, work / "redis"):
                 url = f"redis://{HOST}:{redis_port}/0"
-                engine("redis", models, url, 1)
-                engine("redis", models, url, 2)
-                if large:
+                if "redis" in servers:
+                    engine("redis", models, url, 1)
+                if "redis-2w" in servers:
+                    engine("redis", models, url, 2)
+                if large and "redis-100k" in servers:
                     shop = generate_shop(large_shop_spec())
                     engine("redis, 100k items", trained_shop(work / "large", shop), url, 1)
     compare(rows)
@@ -371,6 +392,18 @@ def main() -> None:
     parser.add_argument("--max-seconds", type=float, help="time limit per case (60)")
     parser.add_argument("--rate", type=float, help="req/s of the open-loop latency run (400)")
     parser.add_argument("--no-large", action="store_true", help="skip the 100k-item catalog")
+    parser.add_argument(
+        "--server",
+        action="append",
+        choices=SERVERS,
+        help="run only this engine server (repeatable; default: every one)",
+    )
+    parser.add_argument(
+        "--case",
+        action="append",
+        default=[],
+        help="run only the cases whose names contain this, e.g. '20 clicks' (repeatable)",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     given = {name: getattr(args, name) for name in asdict(LoadSpec()) if getattr(args, name)}
@@ -380,7 +413,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp:
         work = Path(tmp)
         models = args.models or retail_model(work / "models")
-        result = run(models.resolve(), work, spec, large=not args.no_large)
+        result = run(
+            models.resolve(),
+            work,
+            spec,
+            large=not args.no_large,
+            servers=frozenset(args.server or SERVERS),
+            cases=tuple(args.case),
+        )
     print_table(result)
     if args.json:
         write_json(args.json, result)
