@@ -272,14 +272,14 @@ def run(
     work: Path,
     spec: LoadSpec = LoadSpec(),
     *,
-    large: bool = True,
     servers: frozenset[str] = frozenset(SERVERS),
     cases: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Every server and case above; ``models`` is a models directory (its ``current``). Only
     the engine ``servers`` named (:data:`SERVERS`) and, if ``cases`` is not empty, the cases
     whose names contain one of them are run: a missed target's case again, against its floor
-    in the same rounds, in minutes rather than the whole run's quarter of an hour."""
+    in the same rounds, in minutes rather than the whole run's quarter of an hour. ValueError
+    if no case's name contains any of ``cases``."""
     model = load_model(models)
     rows: list[dict[str, Any]] = []
 
@@ -310,6 +310,8 @@ def run(
                     for name, case in engine_cases(port, [str(c) for c in customers], spec).items()
                     if not cases or any(part in name for part in cases)
                 }
+                if not chosen:
+                    raise ValueError(f"no case's name contains any of {list(cases)}")
                 add(server, workers, len(served_model.items),
                     measure(port, process.pid, chosen, spec, floors[workers]))  # fmt: skip
 
@@ -320,7 +322,7 @@ def run(
         if binary is None:
             skipped = "redis-server not found on PATH: the Redis cases are skipped"
             print(f"note: {skipped}", file=sys.stderr)
-        elif servers & {"redis", "redis-2w", "redis-100k"}:
+        elif servers - {"memory"}:
             redis_port = free_port()
             (work / "redis").mkdir()
             with redis_server(binary, redis_port, work / "redis"):
@@ -329,7 +331,7 @@ def run(
                     engine("redis", models, url, 1)
                 if "redis-2w" in servers:
                     engine("redis", models, url, 2)
-                if large and "redis-100k" in servers:
+                if "redis-100k" in servers:
                     shop = generate_shop(large_shop_spec())
                     engine("redis, 100k items", trained_shop(work / "large", shop), url, 1)
     compare(rows)
@@ -413,14 +415,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp:
         work = Path(tmp)
         models = args.models or retail_model(work / "models")
-        result = run(
-            models.resolve(),
-            work,
-            spec,
-            large=not args.no_large,
-            servers=frozenset(args.server or SERVERS),
-            cases=tuple(args.case),
-        )
+        servers = frozenset(args.server or SERVERS) - ({"redis-100k"} if args.no_large else set())
+        result = run(models.resolve(), work, spec, servers=servers, cases=tuple(args.case))
     print_table(result)
     if args.json:
         write_json(args.json, result)
